@@ -1,0 +1,115 @@
+//! `POST /api/v4.1/job/{jobId}/batch` and `GET /api/v4.1/job/{jobId}/batch/{batchId}`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::jobs::IdResponse;
+use super::support::{parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::db::models::{NewBatch, PENDING};
+use crate::db::{batches, jobs, results};
+use crate::domain::batch::parse_create_batch;
+use crate::domain::job::{job_status, JobStatus};
+use crate::domain::paging::Page;
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    start: Option<i64>,
+    count: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResponse {
+    batch_id: String,
+    job_id: String,
+    entity_type: String,
+    status: String,
+    created_on: String,
+    start: i64,
+    count: i64,
+    total: i64,
+    results: Vec<RecordResult>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordResult {
+    entity_id: Option<String>,
+    entity_ref: Option<String>,
+    response_code: i32,
+    message: String,
+}
+
+/// Stores the batch as `PENDING` and returns at once; the executor is woken to run it.
+pub async fn create_batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req)?;
+    let job_id = parse_id("job", &path)?;
+    let id = with_conn(&state.pool, move |conn| {
+        let draft = parse_create_batch(&body).map_err(ApiError::BadRequest)?;
+        let job = jobs::find_job(conn, job_id)?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+        let now = Utc::now().naive_utc();
+        if job_status(job.created_on, now) == JobStatus::Closed {
+            return Err(ApiError::Conflict(format!(
+                "job {job_id} is CLOSED: jobs close at the end of the UTC day they were created in; create a new job"
+            )));
+        }
+        let batch = NewBatch {
+            job_id,
+            action: draft.action,
+            entity_type: draft.entity_type,
+            status: PENDING,
+            record_count: draft.record_count as i32,
+            entities: draft.entities,
+            attempts: 0,
+            created_on: now,
+        };
+        Ok(batches::insert_batch(conn, &batch)?)
+    })
+    .await?;
+    state.wakeup.notify();
+    Ok(HttpResponse::Ok().json(IdResponse { id: id.to_string() }))
+}
+
+pub async fn get_batch(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let job_id = parse_id("job", &path.0)?;
+    let batch_id = parse_id("batch", &path.1)?;
+    let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
+    let (batch, rows) = with_conn(&state.pool, move |conn| {
+        let batch = batches::find_batch(conn, job_id, batch_id)?.ok_or_else(|| {
+            ApiError::NotFound(format!("batch {batch_id} not found in job {job_id}"))
+        })?;
+        let rows = results::page_results(conn, batch_id, page.offset(), page.count)?;
+        Ok((batch, rows))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        batch_id: batch.id.to_string(),
+        job_id: batch.job_id.to_string(),
+        entity_type: batch.entity_type,
+        status: batch.status,
+        created_on: rfc3339(batch.created_on),
+        start: page.start,
+        count: page.count,
+        total: batch.record_count.into(),
+        results: rows
+            .into_iter()
+            .map(|r| RecordResult {
+                entity_id: r.entity_id.map(|id| id.to_string()),
+                entity_ref: r.entity_ref,
+                response_code: r.response_code,
+                message: r.message,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,92 @@
+//! `GET /api/v4.1/inventory`: the positions the batches produced, filtered and paged.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::support::{rfc3339, with_conn, AppState};
+use crate::db::positions::{list_positions as query_positions, PositionFilter};
+use crate::domain::paging::Page;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryQuery {
+    retailer_id: Option<String>,
+    sku_ref: Option<String>,
+    location_ref: Option<String>,
+    start: Option<i64>,
+    count: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct InventoryPage {
+    start: i64,
+    count: i64,
+    total: i64,
+    results: Vec<PositionResponse>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PositionResponse {
+    id: String,
+    retailer_id: String,
+    location_ref: String,
+    sku_ref: String,
+    qty: i64,
+    corrected_qty: Option<i64>,
+    reserved_qty: Option<i64>,
+    inventory_id: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    #[serde(rename = "type")]
+    inventory_type: String,
+    status: Option<String>,
+    attributes: Option<serde_json::Value>,
+    created_on: String,
+    updated_on: String,
+}
+
+pub async fn list_positions(
+    state: web::Data<AppState>,
+    query: web::Query<InventoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
+    let filter = PositionFilter {
+        retailer_id: query.retailer_id,
+        location_ref: query.location_ref,
+        sku_ref: query.sku_ref,
+    };
+    let (positions, total) = with_conn(&state.pool, move |conn| {
+        Ok(query_positions(conn, &filter, page.offset(), page.count)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(InventoryPage {
+        start: page.start,
+        count: page.count,
+        total,
+        results: positions
+            .into_iter()
+            .map(|p| PositionResponse {
+                id: p.id.to_string(),
+                retailer_id: p.retailer_id,
+                location_ref: p.location_ref,
+                sku_ref: p.sku_ref,
+                qty: p.qty,
+                corrected_qty: p.corrected_qty,
+                reserved_qty: p.reserved_qty,
+                inventory_id: p.inventory_id,
+                reference: p.reference,
+                inventory_type: p.inventory_type,
+                status: p.status,
+                attributes: p
+                    .attributes
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str(a).ok()),
+                created_on: rfc3339(p.created_on),
+                updated_on: rfc3339(p.updated_on),
+            })
+            .collect(),
+    }))
+}

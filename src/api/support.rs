@@ -1,0 +1,85 @@
+//! What every handler shares: the app state, database access off the async workers,
+//! and the checks on ids and bodies.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{NaiveDateTime, SecondsFormat};
+
+use super::error::ApiError;
+use crate::db::{DbConnection, DbPool};
+use crate::executor::Wakeup;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    /// Wakes the in-process executor when a batch is accepted.
+    pub wakeup: Wakeup,
+}
+
+/// Runs blocking database work on actix's blocking pool, checking out the connection there
+/// too (r2d2's `get` blocks). A pool that cannot hand out a connection answers 503.
+pub async fn with_conn<T, F>(pool: &DbPool, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    web::block(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// Ids are decimal strings; anything else names nothing, so it is a 404.
+pub fn parse_id(kind: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("{kind} {raw} not found")))
+}
+
+/// Bodies are JSON. A request with no Content-Type is read as JSON (some HTTP clients
+/// omit it); one that declares another type is refused with 415.
+pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not '{mime}'"
+        )))
+    }
+}
+
+/// Timestamps are RFC 3339 in UTC with milliseconds.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    super::error::error_response(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        [format!("{} is not allowed on {}", req.method(), req.path())],
+    )
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    super::error::error_response(
+        actix_web::http::StatusCode::NOT_FOUND,
+        [format!("no route for {} {}", req.method(), req.path())],
+    )
+}

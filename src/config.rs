@@ -1,0 +1,58 @@
+//! Runtime settings, from flags or environment variables (see `cli.rs`).
+
+use std::time::Duration;
+
+use crate::executor::ExecutorConfig;
+
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// HTTP API and executor in one process.
+    All,
+    /// HTTP API only: batches are run by executor processes.
+    Api,
+    /// Executor only: no HTTP listener.
+    Executor,
+}
+
+impl Role {
+    pub fn runs_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn runs_executor(self) -> bool {
+        matches!(self, Role::All | Role::Executor)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind_addr: String,
+    pub role: Role,
+    /// Database connections kept by this process.
+    pub pool_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub db_timeout: Duration,
+    /// Largest request body accepted; a full 5000-record batch with attributes fits.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub http_workers: usize,
+    pub executor: ExecutorConfig,
+}
+
+impl Config {
+    /// Defaults for a local SQLite file, as a newcomer runs it.
+    pub fn new(database_url: impl Into<String>, bind_addr: impl Into<String>) -> Self {
+        Config {
+            database_url: database_url.into(),
+            bind_addr: bind_addr.into(),
+            role: Role::All,
+            pool_size: 8,
+            db_timeout: Duration::from_secs(3),
+            max_body_bytes: 16 * 1024 * 1024,
+            http_workers: 0,
+            executor: ExecutorConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The batch queue: accept, list, claim, complete, release.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_query;
+use diesel::sql_types::{Text, Timestamp};
+
+use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
+use super::schema::batches;
+use super::DbConnection;
+
+pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
+    diesel::insert_into(batches::table)
+        .values(batch)
+        .returning(batches::id)
+        .get_result(conn)
+}
+
+pub fn find_batch(conn: &mut DbConnection, job_id: i64, id: i64) -> QueryResult<Option<Batch>> {
+    batches::table
+        .filter(batches::id.eq(id))
+        .filter(batches::job_id.eq(job_id))
+        .select(Batch::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list_job_batches(conn: &mut DbConnection, job_id: i64) -> QueryResult<Vec<Batch>> {
+    batches::table
+        .filter(batches::job_id.eq(job_id))
+        .order(batches::id)
+        .select(Batch::as_select())
+        .load(conn)
+}
+
+const CLAIM_SQLITE: &str = "UPDATE batches \
+    SET status = 'RUNNING', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ? \
+    WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
+                AND (status = 'PENDING' OR lease_expires_at < ?) ORDER BY id LIMIT 1) \
+    RETURNING id, job_id, attempts, record_count, entities";
+
+const CLAIM_POSTGRES: &str = "UPDATE batches \
+    SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2 \
+    WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
+                AND (status = 'PENDING' OR lease_expires_at < $3) ORDER BY id LIMIT 1 \
+                FOR UPDATE SKIP LOCKED) \
+    RETURNING id, job_id, attempts, record_count, entities";
+
+/// Takes the oldest batch that is pending or whose lease has expired, marks it
+/// `RUNNING` under a lease held by `owner` until `lease_until`, and counts the attempt.
+pub fn claim_next_batch(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> QueryResult<Option<ClaimedBatch>> {
+    let claim = |sql| {
+        sql_query(sql)
+            .bind::<Text, _>(owner)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Timestamp, _>(now)
+    };
+    match conn {
+        DbConnection::Sqlite(c) => claim(CLAIM_SQLITE).get_result(c).optional(),
+        DbConnection::Pg(c) => claim(CLAIM_POSTGRES).get_result(c).optional(),
+    }
+}
+
+/// Marks a batch `COMPLETE` if `owner` still holds it. Returns whether it did: `false`
+/// means the lease was lost and the caller's transaction must roll back.
+pub fn complete_batch(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(RUNNING))
+            .filter(batches::lease_owner.eq(owner)),
+    )
+    .set((
+        batches::status.eq(COMPLETE),
+        batches::completed_on.eq(Some(now)),
+        batches::entities.eq(None::<String>),
+        batches::lease_owner.eq(None::<String>),
+        batches::lease_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Hands a batch held by `owner` back to the queue for another attempt.
+pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let updated = diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(RUNNING))
+            .filter(batches::lease_owner.eq(owner)),
+    )
+    .set((
+        batches::status.eq(PENDING),
+        batches::lease_owner.eq(None::<String>),
+        batches::lease_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Returns every `RUNNING` batch to the queue. Only safe where no other executor can
+/// be running, i.e. a single-node SQLite service at start-up.
+pub fn requeue_running_batches(conn: &mut DbConnection) -> QueryResult<usize> {
+    diesel::update(batches::table.filter(batches::status.eq(RUNNING)))
+        .set((
+            batches::status.eq(PENDING),
+            batches::lease_owner.eq(None::<String>),
+            batches::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
+/// Counts batches not yet `COMPLETE`.
+pub fn count_unfinished_batches(conn: &mut DbConnection) -> QueryResult<i64> {
+    batches::table
+        .filter(batches::status.ne(COMPLETE))
+        .count()
+        .get_result(conn)
+}

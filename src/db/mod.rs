@@ -1,0 +1,14 @@
+//! Persistence: connections, schema and the queries, as plain functions over `&mut DbConnection`.
+
+pub mod batches;
+mod connection;
+pub mod jobs;
+pub mod models;
+pub mod positions;
+pub mod results;
+pub mod schema;
+mod sql;
+
+pub use connection::{
+    build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
+};

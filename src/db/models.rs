@@ -1,0 +1,139 @@
+//! Rows as they are read from and written to the tables.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+
+use super::schema::{batches, inventory_positions, jobs};
+
+/// Queue states a batch moves through, in order.
+pub const PENDING: &str = "PENDING";
+pub const RUNNING: &str = "RUNNING";
+pub const COMPLETE: &str = "COMPLETE";
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: i64,
+    pub name: String,
+    pub retailer_id: String,
+    pub meta: Option<String>,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub name: &'a str,
+    pub retailer_id: &'a str,
+    pub meta: Option<&'a str>,
+    pub created_on: NaiveDateTime,
+}
+
+/// A batch without its records: what the API shows.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = batches)]
+pub struct Batch {
+    pub id: i64,
+    pub job_id: i64,
+    pub entity_type: String,
+    pub status: String,
+    pub record_count: i32,
+    pub attempts: i32,
+    pub created_on: NaiveDateTime,
+    pub completed_on: Option<NaiveDateTime>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = batches)]
+pub struct NewBatch<'a> {
+    pub job_id: i64,
+    pub action: &'a str,
+    pub entity_type: &'a str,
+    pub status: &'a str,
+    pub record_count: i32,
+    pub entities: &'a str,
+    pub attempts: i32,
+    pub created_on: NaiveDateTime,
+}
+
+/// A batch an executor has claimed, with the records it must apply.
+#[derive(QueryableByName, Debug, Clone)]
+pub struct ClaimedBatch {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub job_id: i64,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Integer)]
+    pub record_count: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub entities: Option<String>,
+}
+
+#[derive(Queryable, Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult {
+    pub seq: i32,
+    pub entity_id: Option<i64>,
+    pub entity_ref: Option<String>,
+    pub response_code: i32,
+    pub message: String,
+}
+
+/// One result row to write; `seq` is the record's index in its batch.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    pub seq: i32,
+    pub entity_id: Option<i64>,
+    pub entity_ref: Option<String>,
+    pub response_code: i32,
+    pub message: String,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = inventory_positions)]
+pub struct Position {
+    pub id: i64,
+    pub retailer_id: String,
+    pub location_ref: String,
+    pub sku_ref: String,
+    pub qty: i64,
+    pub corrected_qty: Option<i64>,
+    pub reserved_qty: Option<i64>,
+    pub inventory_id: Option<String>,
+    pub reference: Option<String>,
+    pub inventory_type: String,
+    pub status: Option<String>,
+    pub attributes: Option<String>,
+    pub created_on: NaiveDateTime,
+    pub updated_on: NaiveDateTime,
+}
+
+/// One upsert of a position. `version` orders writes: a write lands only over an older one.
+#[derive(Debug, Clone)]
+pub struct PositionWrite<'a> {
+    pub retailer_id: &'a str,
+    pub location_ref: &'a str,
+    pub sku_ref: &'a str,
+    pub qty: i64,
+    pub corrected_qty: Option<i64>,
+    pub reserved_qty: Option<i64>,
+    pub inventory_id: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub inventory_type: &'a str,
+    pub status: Option<&'a str>,
+    pub attributes: Option<&'a str>,
+    pub version: i64,
+}
+
+/// What an upsert did to a position.
+#[derive(QueryableByName, Debug, Clone, Copy)]
+pub struct UpsertedPosition {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+    #[diesel(sql_type = BigInt)]
+    pub created_version: i64,
+}

@@ -1,0 +1,64 @@
+// @generated shape: kept in step with migrations/{sqlite,postgres} (see diesel.toml).
+
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        name -> Text,
+        retailer_id -> Text,
+        meta -> Nullable<Text>,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    batches (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        action -> Text,
+        entity_type -> Text,
+        status -> Text,
+        record_count -> Integer,
+        entities -> Nullable<Text>,
+        attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        created_on -> Timestamp,
+        completed_on -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    batch_results (batch_id, seq) {
+        batch_id -> BigInt,
+        seq -> Integer,
+        entity_id -> Nullable<BigInt>,
+        entity_ref -> Nullable<Text>,
+        response_code -> Integer,
+        message -> Text,
+    }
+}
+
+diesel::table! {
+    inventory_positions (id) {
+        id -> BigInt,
+        retailer_id -> Text,
+        location_ref -> Text,
+        sku_ref -> Text,
+        qty -> BigInt,
+        corrected_qty -> Nullable<BigInt>,
+        reserved_qty -> Nullable<BigInt>,
+        inventory_id -> Nullable<Text>,
+        reference -> Nullable<Text>,
+        inventory_type -> Text,
+        status -> Nullable<Text>,
+        attributes -> Nullable<Text>,
+        version -> BigInt,
+        created_version -> BigInt,
+        created_on -> Timestamp,
+        updated_on -> Timestamp,
+    }
+}
+
+diesel::joinable!(batches -> jobs (job_id));
+diesel::joinable!(batch_results -> batches (batch_id));
+diesel::allow_tables_to_appear_in_same_query!(jobs, batches, batch_results, inventory_positions);

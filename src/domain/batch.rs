@@ -1,0 +1,144 @@
+//! Batches: what a valid create request is. Records are checked one by one when the
+//! batch runs, so a bad record never refuses the batch.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::parse_object;
+use super::scalar::Scalar;
+
+/// Most records one batch may carry.
+pub const MAX_BATCH_RECORDS: usize = 5000;
+pub const UPSERT: &str = "UPSERT";
+pub const INVENTORY: &str = "INVENTORY";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBatchWire<'a> {
+    #[serde(default)]
+    action: Option<Scalar>,
+    #[serde(default)]
+    entity_type: Option<Scalar>,
+    #[serde(default, borrow)]
+    entities: Option<&'a RawValue>,
+}
+
+/// An accepted batch request: its records stay raw JSON text until the executor runs it.
+#[derive(Debug)]
+pub struct BatchDraft<'a> {
+    pub action: &'static str,
+    pub entity_type: &'static str,
+    pub entities: &'a str,
+    pub record_count: usize,
+}
+
+/// Parses `POST /job/{id}/batch` and lists every request-level problem with it.
+pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft<'_>, Vec<String>> {
+    let wire: CreateBatchWire =
+        parse_object(body).map_err(|e| vec![format!("the request body is {e}")])?;
+    let mut errors = Vec::new();
+    let mut expect = |field: &str, value: Option<Scalar>, wanted: &'static str| match value {
+        None => errors.push(format!("'{field}' is required")),
+        Some(Scalar::Str(s)) if s == wanted => {}
+        Some(_) => errors.push(format!("'{field}' must be {wanted}")),
+    };
+    expect("action", wire.action, UPSERT);
+    expect("entityType", wire.entity_type, INVENTORY);
+    let record_count = match wire.entities {
+        None => {
+            errors.push("'entities' is required".to_owned());
+            0
+        }
+        Some(raw) => match serde_json::from_str::<Vec<IgnoredAny>>(raw.get()) {
+            Err(_) => {
+                errors.push("'entities' must be an array".to_owned());
+                0
+            }
+            Ok(records) if records.is_empty() => {
+                errors.push("'entities' must hold at least 1 record".to_owned());
+                0
+            }
+            Ok(records) if records.len() > MAX_BATCH_RECORDS => {
+                errors.push(format!(
+                    "'entities' must hold at most {MAX_BATCH_RECORDS} records, not {}",
+                    records.len()
+                ));
+                0
+            }
+            Ok(records) => records.len(),
+        },
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(BatchDraft {
+        action: UPSERT,
+        entity_type: INVENTORY,
+        entities: wire.entities.map(RawValue::get).unwrap_or("[]"),
+        record_count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fluent_docs_example_is_accepted() {
+        let body = br#"{"action":"UPSERT","entityType":"INVENTORY","source":"batch","entities":[
+            {"locationRef":"158","qty":10,"correctedQty":11,"reservedQty":12,"skuRef":"29SPM0020X96-1-8","retailerId":197}]}"#;
+        let draft = parse_create_batch(body).unwrap();
+        assert_eq!(draft.record_count, 1);
+        assert!(draft.entities.starts_with('[') && draft.entities.contains("29SPM0020X96-1-8"));
+    }
+
+    #[test]
+    fn request_level_problems_are_all_listed() {
+        assert_eq!(
+            parse_create_batch(br#"{"action":"DELETE"}"#).unwrap_err(),
+            vec![
+                "'action' must be UPSERT",
+                "'entityType' is required",
+                "'entities' is required"
+            ]
+        );
+        assert_eq!(
+            parse_create_batch(br#"{"action":"UPSERT","entityType":"ORDER","entities":{}}"#)
+                .unwrap_err(),
+            vec![
+                "'entityType' must be INVENTORY",
+                "'entities' must be an array"
+            ]
+        );
+        assert_eq!(
+            parse_create_batch(br#"{"action":"UPSERT","entityType":"INVENTORY","entities":[]}"#)
+                .unwrap_err(),
+            vec!["'entities' must hold at least 1 record"]
+        );
+        assert_eq!(
+            parse_create_batch(b"\"x\"").unwrap_err(),
+            vec!["the request body is not a JSON object"]
+        );
+    }
+
+    #[test]
+    fn at_most_5000_records() {
+        let records = |n: usize| {
+            format!(
+                r#"{{"action":"UPSERT","entityType":"INVENTORY","entities":[{}]}}"#,
+                vec!["{}"; n].join(",")
+            )
+        };
+        assert_eq!(
+            parse_create_batch(records(5000).as_bytes())
+                .unwrap()
+                .record_count,
+            5000
+        );
+        assert_eq!(
+            parse_create_batch(records(5001).as_bytes()).unwrap_err(),
+            vec!["'entities' must hold at most 5000 records, not 5001"]
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Inventory records: the checks each record of a batch passes before it is applied,
+//! and the result each record gets.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::parse_object;
+use super::scalar::{optional_integer, optional_text, required_text, Scalar};
+
+pub const MAX_TEXT_CHARS: usize = 255;
+pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
+pub const DEFAULT_TYPE: &str = "LAST_ON_HAND";
+
+pub const CREATED: &str = "Inventory created";
+pub const UPDATED: &str = "Inventory updated";
+
+/// Result codes a record can get.
+pub const CODE_OK: i32 = 200;
+pub const CODE_INVALID: i32 = 400;
+pub const CODE_OTHER_RETAILER: i32 = 401;
+pub const CODE_FAILED: i32 = 500;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryPostWire<'a> {
+    #[serde(default)]
+    retailer_id: Option<Scalar>,
+    #[serde(default)]
+    inventory_id: Option<Scalar>,
+    #[serde(default)]
+    sku_ref: Option<Scalar>,
+    #[serde(default)]
+    location_ref: Option<Scalar>,
+    #[serde(default)]
+    qty: Option<Scalar>,
+    #[serde(default)]
+    corrected_qty: Option<Scalar>,
+    #[serde(default)]
+    reserved_qty: Option<Scalar>,
+    #[serde(default, rename = "ref")]
+    reference: Option<Scalar>,
+    #[serde(default, rename = "type")]
+    inventory_type: Option<Scalar>,
+    #[serde(default)]
+    status: Option<Scalar>,
+    #[serde(default, borrow)]
+    attributes: Option<&'a RawValue>,
+}
+
+/// A record that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRecord {
+    pub retailer_id: String,
+    pub location_ref: String,
+    pub sku_ref: String,
+    pub qty: i64,
+    pub corrected_qty: Option<i64>,
+    pub reserved_qty: Option<i64>,
+    pub inventory_id: Option<String>,
+    pub reference: Option<String>,
+    pub inventory_type: String,
+    pub status: Option<String>,
+    /// The `attributes` object as JSON text.
+    pub attributes: Option<String>,
+}
+
+impl InventoryRecord {
+    /// How results name the record: its `ref`, or `skuRef:locationRef`.
+    pub fn entity_ref(&self) -> String {
+        self.reference
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.sku_ref, self.location_ref))
+    }
+}
+
+/// Why a record was not applied, as its result will say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordError {
+    pub response_code: i32,
+    pub message: String,
+    pub entity_ref: Option<String>,
+}
+
+/// Checks one record of a batch posted to a job of `job_retailer_id`.
+pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRecord, RecordError> {
+    let wire: InventoryPostWire = parse_object(raw.get().as_bytes()).map_err(|e| RecordError {
+        response_code: CODE_INVALID,
+        message: format!("the record is {e}"),
+        entity_ref: None,
+    })?;
+    let mut problems = Vec::new();
+    macro_rules! take {
+        ($check:expr) => {
+            $check.map_err(|e| problems.push(e)).ok()
+        };
+    }
+
+    let retailer_id = take!(required_text(
+        "retailerId",
+        wire.retailer_id.as_ref(),
+        MAX_TEXT_CHARS
+    ));
+    let sku_ref = take!(required_text(
+        "skuRef",
+        wire.sku_ref.as_ref(),
+        MAX_TEXT_CHARS
+    ));
+    let location_ref = take!(required_text(
+        "locationRef",
+        wire.location_ref.as_ref(),
+        MAX_TEXT_CHARS
+    ));
+    let qty = match &wire.qty {
+        None => take!(Err::<i64, _>("'qty' is required".to_owned())),
+        some => take!(optional_integer("qty", some.as_ref(), false)).flatten(),
+    };
+    let corrected_qty = take!(optional_integer(
+        "correctedQty",
+        wire.corrected_qty.as_ref(),
+        true
+    ))
+    .flatten();
+    let reserved_qty = take!(optional_integer(
+        "reservedQty",
+        wire.reserved_qty.as_ref(),
+        false
+    ))
+    .flatten();
+    let inventory_id = take!(optional_text(
+        "inventoryId",
+        wire.inventory_id.as_ref(),
+        MAX_TEXT_CHARS
+    ))
+    .flatten();
+    let reference = take!(optional_text(
+        "ref",
+        wire.reference.as_ref(),
+        MAX_TEXT_CHARS
+    ))
+    .flatten();
+    let inventory_type = take!(optional_text(
+        "type",
+        wire.inventory_type.as_ref(),
+        MAX_TEXT_CHARS
+    ))
+    .flatten();
+    let status = take!(optional_text(
+        "status",
+        wire.status.as_ref(),
+        MAX_TEXT_CHARS
+    ))
+    .flatten();
+    let attributes = take!(check_attributes(wire.attributes)).flatten();
+
+    let entity_ref = reference
+        .clone()
+        .or_else(|| match (&sku_ref, &location_ref) {
+            (Some(sku), Some(location)) => Some(format!("{sku}:{location}")),
+            _ => None,
+        });
+    if let Some(retailer) = &retailer_id {
+        if retailer != job_retailer_id {
+            return Err(RecordError {
+                response_code: CODE_OTHER_RETAILER,
+                message: format!("'retailerId' {retailer} is not the job's retailer"),
+                entity_ref,
+            });
+        }
+    }
+    match (retailer_id, sku_ref, location_ref, qty) {
+        (Some(retailer_id), Some(sku_ref), Some(location_ref), Some(qty))
+            if problems.is_empty() =>
+        {
+            Ok(InventoryRecord {
+                retailer_id,
+                location_ref,
+                sku_ref,
+                qty,
+                corrected_qty,
+                reserved_qty,
+                inventory_id,
+                reference,
+                inventory_type: inventory_type.unwrap_or_else(|| DEFAULT_TYPE.to_owned()),
+                status,
+                attributes,
+            })
+        }
+        _ => Err(RecordError {
+            response_code: CODE_INVALID,
+            message: problems.join("; "),
+            entity_ref,
+        }),
+    }
+}
+
+fn check_attributes(raw: Option<&RawValue>) -> Result<Option<String>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err("'attributes' must be an object".to_owned());
+    }
+    if text.len() > MAX_ATTRIBUTES_BYTES {
+        return Err(format!(
+            "'attributes' must be at most {MAX_ATTRIBUTES_BYTES} bytes"
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<InventoryRecord, RecordError> {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        check_record(&raw, "197")
+    }
+
+    fn message(json: &str) -> (i32, String) {
+        let e = check(json).unwrap_err();
+        (e.response_code, e.message)
+    }
+
+    #[test]
+    fn the_fluent_docs_record_passes() {
+        let r = check(r#"{"locationRef":"158","qty":10,"correctedQty":11,"reservedQty":12,"skuRef":"29SPM0020X96-1-8","retailerId":197}"#).unwrap();
+        assert_eq!(
+            (r.retailer_id.as_str(), r.location_ref.as_str(), r.qty),
+            ("197", "158", 10)
+        );
+        assert_eq!((r.corrected_qty, r.reserved_qty), (Some(11), Some(12)));
+        assert_eq!(r.inventory_type, DEFAULT_TYPE);
+        assert_eq!(r.entity_ref(), "29SPM0020X96-1-8:158");
+    }
+
+    #[test]
+    fn every_field_is_kept() {
+        let r = check(
+            r#"{"retailerId":"197","inventoryId":"56470","skuRef":"S","locationRef":"L","qty":"10",
+            "correctedQty":"-2","reservedQty":"2","ref":"R1","type":"DELTA","status":"ACTIVE",
+            "attributes":{"condition":"NEW","expectedOn":"2026-12-01"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.qty, 10);
+        assert_eq!(r.corrected_qty, Some(-2));
+        assert_eq!(r.inventory_id.as_deref(), Some("56470"));
+        assert_eq!(r.inventory_type, "DELTA");
+        assert_eq!(r.status.as_deref(), Some("ACTIVE"));
+        assert_eq!(r.entity_ref(), "R1");
+        assert_eq!(
+            r.attributes.as_deref(),
+            Some(r#"{"condition":"NEW","expectedOn":"2026-12-01"}"#)
+        );
+    }
+
+    #[test]
+    fn bad_records_name_the_field() {
+        assert_eq!(
+            message(r#"{"retailerId":197,"locationRef":"L","qty":1}"#),
+            (400, "'skuRef' is required".into())
+        );
+        assert_eq!(
+            message(r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1.5}"#),
+            (400, "'qty' must be an integer".into())
+        );
+        assert_eq!(
+            message(r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":-1}"#),
+            (400, "'qty' must not be negative".into())
+        );
+        assert_eq!(
+            message(r#"{"retailerId":197,"skuRef":"S","locationRef":"L"}"#),
+            (400, "'qty' is required".into())
+        );
+        let long = format!(
+            r#"{{"retailerId":197,"skuRef":"{}","locationRef":"L","qty":1}}"#,
+            "s".repeat(256)
+        );
+        assert_eq!(
+            message(&long),
+            (400, "'skuRef' must be at most 255 characters".into())
+        );
+        assert_eq!(
+            message(
+                r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"attributes":[1]}"#
+            ),
+            (400, "'attributes' must be an object".into())
+        );
+        assert_eq!(
+            message("[1]"),
+            (400, "the record is not a JSON object".into())
+        );
+        assert_eq!(
+            message(r#"{"qty":"x"}"#).1,
+            "'retailerId' is required; 'skuRef' is required; 'locationRef' is required; 'qty' must be an integer"
+        );
+    }
+
+    #[test]
+    fn another_retailers_record_is_unauthorised() {
+        let e = check(r#"{"retailerId":198,"skuRef":"S","locationRef":"L","qty":1}"#).unwrap_err();
+        assert_eq!(e.response_code, 401);
+        assert_eq!(e.message, "'retailerId' 198 is not the job's retailer");
+        assert_eq!(e.entity_ref.as_deref(), Some("S:L"));
+    }
+}

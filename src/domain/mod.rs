@@ -1,0 +1,8 @@
+//! The rules of jobs, batches and inventory records: validation and state, no HTTP, no SQL.
+
+pub mod batch;
+pub mod inventory;
+pub mod job;
+pub mod json;
+pub mod paging;
+pub mod scalar;

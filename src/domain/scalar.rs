@@ -1,0 +1,218 @@
+//! Lenient JSON scalars: Fluent clients send ids and quantities as strings or numbers.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// Any JSON value, kept only as far as a field check needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Str(String),
+    Int(i64),
+    /// A number that is not an integer, or an integer outside the 64-bit range.
+    OtherNumber,
+    Bool,
+    Object,
+    Array,
+}
+
+impl Scalar {
+    /// The value as text when it is a string or an integer (ids arrive as either).
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s.clone()),
+            Scalar::Int(i) => Some(i.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The value as a string, refusing numbers.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer: a JSON integer, or a string of decimal digits like `"10"`.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            Scalar::Str(s) => {
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                s.parse().ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool)
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(v).map_or(Scalar::OtherNumber, Scalar::Int))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::OtherNumber)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Array)
+    }
+}
+
+/// Checks a required text field (string or integer, 1..=`max` characters).
+pub fn required_text(field: &str, value: Option<&Scalar>, max: usize) -> Result<String, String> {
+    match value {
+        None => Err(format!("'{field}' is required")),
+        Some(v) => optional_text(field, Some(v), max).map(|t| t.unwrap_or_default()),
+    }
+    .and_then(|text| {
+        if text.is_empty() {
+            Err(format!("'{field}' must not be empty"))
+        } else {
+            Ok(text)
+        }
+    })
+}
+
+/// Checks an optional text field (string or integer, at most `max` characters).
+pub fn optional_text(
+    field: &str,
+    value: Option<&Scalar>,
+    max: usize,
+) -> Result<Option<String>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let text = value
+        .as_text()
+        .ok_or_else(|| format!("'{field}' must be a string"))?;
+    if text.chars().count() > max {
+        return Err(format!("'{field}' must be at most {max} characters"));
+    }
+    Ok(Some(text))
+}
+
+/// Checks an optional integer field, refusing negatives unless `allow_negative`.
+pub fn optional_integer(
+    field: &str,
+    value: Option<&Scalar>,
+    allow_negative: bool,
+) -> Result<Option<i64>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let n = value
+        .as_integer()
+        .ok_or_else(|| format!("'{field}' must be an integer"))?;
+    if n < 0 && !allow_negative {
+        return Err(format!("'{field}' must not be negative"));
+    }
+    Ok(Some(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Scalar {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn ids_are_text_whether_string_or_number() {
+        assert_eq!(parse("197").as_text().as_deref(), Some("197"));
+        assert_eq!(parse("\"197\"").as_text().as_deref(), Some("197"));
+        assert_eq!(parse("1.5").as_text(), None);
+        assert_eq!(parse("{\"a\":[1]}"), Scalar::Object);
+        assert_eq!(parse("[1,{}]"), Scalar::Array);
+    }
+
+    #[test]
+    fn integers_accept_numeric_strings_only() {
+        assert_eq!(parse("10").as_integer(), Some(10));
+        assert_eq!(parse("\"10\"").as_integer(), Some(10));
+        assert_eq!(parse("\"-3\"").as_integer(), Some(-3));
+        for bad in [
+            "\"10.5\"",
+            "\" 10\"",
+            "\"\"",
+            "\"-\"",
+            "\"1e3\"",
+            "10.0",
+            "true",
+            "18446744073709551615",
+        ] {
+            assert_eq!(parse(bad).as_integer(), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn field_checks_name_the_field() {
+        assert_eq!(
+            required_text("skuRef", None, 255),
+            Err("'skuRef' is required".into())
+        );
+        assert_eq!(
+            required_text("skuRef", Some(&parse("\"\"")), 255),
+            Err("'skuRef' must not be empty".into())
+        );
+        assert_eq!(
+            required_text(
+                "skuRef",
+                Some(&parse(&format!("\"{}\"", "x".repeat(256)))),
+                255
+            ),
+            Err("'skuRef' must be at most 255 characters".into())
+        );
+        assert_eq!(
+            optional_integer("qty", Some(&parse("-1")), false),
+            Err("'qty' must not be negative".into())
+        );
+        assert_eq!(
+            optional_integer("qty", Some(&parse("-1")), true),
+            Ok(Some(-1))
+        );
+        assert_eq!(
+            optional_integer("qty", Some(&parse("\"x\"")), false),
+            Err("'qty' must be an integer".into())
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The background executor: claims queued batches, applies them, records their results.
+
+mod apply;
+mod wakeup;
+mod worker;
+
+pub use apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary};
+pub use wakeup::Wakeup;
+pub use worker::{Executor, ExecutorConfig, ExecutorHandle, Step};
