@@ -1,0 +1,296 @@
+//! Test harness: the real service on port 0 over a fresh database — a temp SQLite file,
+//! and, when `STOCKBATCH_TEST_POSTGRES_URL` is set, a fresh PostgreSQL database too.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use stockbatch::{Application, Config};
+
+pub const POSTGRES_URL_VAR: &str = "STOCKBATCH_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to test: SQLite always; PostgreSQL when its URL is given (loudly skipped
+/// otherwise; a given but unreachable server fails the test).
+pub fn backends() -> Vec<Backend> {
+    if std::env::var(POSTGRES_URL_VAR).is_ok_and(|v| !v.is_empty()) {
+        vec![Backend::Sqlite, Backend::Postgres]
+    } else {
+        // Straight to stderr, past the test harness's capture, so the skip is always seen.
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: PostgreSQL tests ({POSTGRES_URL_VAR} is not set); running on SQLite only"
+            );
+        });
+        vec![Backend::Sqlite]
+    }
+}
+
+/// A database of its own for one test, removed when dropped.
+pub enum TestDb {
+    Sqlite {
+        dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("stockbatch.db").display());
+                TestDb::Sqlite { dir, url }
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var(POSTGRES_URL_VAR).expect("PostgreSQL URL");
+                let name = format!("stockbatch_test_{}_{:x}", std::process::id(), rand_suffix());
+                let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
+                    panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}")
+                });
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let url = with_database(&admin_url, &name);
+                TestDb::Postgres {
+                    admin_url,
+                    name,
+                    url,
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            TestDb::Sqlite { .. } => Backend::Sqlite,
+            TestDb::Postgres { .. } => Backend::Postgres,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?x` with its database swapped for `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// A running service and an HTTP client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub db: TestDb,
+    handle: Option<ServerHandle>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(TestDb::new(backend), |_| {})
+    }
+
+    /// Starts the service on `db`, letting `adjust` change its configuration first.
+    pub fn spawn_with(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::new(db.url(), "127.0.0.1:0");
+        config.http_workers = 2;
+        config.pool_size = 6;
+        adjust(&mut config);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let result = actix_web::rt::System::new().block_on(async move {
+                let app = match Application::build(config) {
+                    Ok(app) => app,
+                    Err(e) => {
+                        tx.send(Err(format!("{e:#}"))).unwrap();
+                        return Ok(());
+                    }
+                };
+                tx.send(Ok((app.port().unwrap(), app.server_handle().unwrap())))
+                    .unwrap();
+                app.run_until_stopped().await
+            });
+            result.expect("service ran");
+        });
+        let (port, handle) = rx.recv().expect("service started").expect("service built");
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            db,
+            handle: Some(handle),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(self.url(path)).send().expect("GET");
+        read(response)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("POST");
+        read(response)
+    }
+
+    /// Sends `body` as-is with the given content type (None: no Content-Type header).
+    pub fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        read(request.send().expect("POST"))
+    }
+
+    pub fn create_job(&self, retailer_id: Value) -> String {
+        let (status, body) = self.post(
+            "/api/v4.1/job",
+            &json!({"name": "Batch Inventory Job", "retailerId": retailer_id}),
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"].as_str().expect("job id is a string").to_owned()
+    }
+
+    pub fn post_batch(&self, job_id: &str, entities: Value) -> String {
+        let (status, body) = self.post(
+            &format!("/api/v4.1/job/{job_id}/batch"),
+            &json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": entities}),
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"]
+            .as_str()
+            .expect("batch id is a string")
+            .to_owned()
+    }
+
+    /// Polls until the batch is COMPLETE; returns the batch with its first `count` results.
+    pub fn wait_complete(&self, job_id: &str, batch_id: &str, count: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get(&format!(
+                "/api/v4.1/job/{job_id}/batch/{batch_id}?count={count}"
+            ));
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["status"] == "COMPLETE" {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch_id} not COMPLETE in time: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            drop(handle.stop(false));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn read(response: reqwest::blocking::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().expect("body");
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// Asserts the Fluent error body: `{"errors":[{"code","message"}]}` with `code` the status.
+pub fn assert_errors(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {body}"));
+    assert!(!errors.is_empty(), "{body}");
+    for e in errors {
+        assert_eq!(e["code"], expected.as_u16().to_string(), "{body}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+}
+
+/// An inventory record for `retailer`.
+pub fn record(retailer: &str, location: &str, sku: &str, qty: i64) -> Value {
+    json!({"retailerId": retailer, "locationRef": location, "skuRef": sku, "qty": qty})
+}
