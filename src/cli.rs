@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Role};
-use crate::executor::ExecutorConfig;
+use crate::executor::{ExecutorConfig, RetentionConfig};
 use crate::startup::Application;
 
 #[derive(Parser, Debug)]
@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "STOCKBATCH_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
+    /// Milliseconds a request waits for a database connection before answering 503.
+    #[arg(long, env = "STOCKBATCH_DB_TIMEOUT_MS", default_value_t = 3000)]
+    db_timeout_ms: u64,
     /// Milliseconds an idle executor waits before looking at the queue unprompted.
     #[arg(long, env = "STOCKBATCH_POLL_INTERVAL_MS", default_value_t = 1000)]
     poll_interval_ms: u64,
@@ -59,6 +62,12 @@ pub struct ServeArgs {
     /// Attempts before a failing batch is completed with 500 results.
     #[arg(long, env = "STOCKBATCH_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: i32,
+    /// Days COMPLETE batches and their results are kept.
+    #[arg(long, env = "STOCKBATCH_RETENTION_DAYS", default_value_t = 7)]
+    retention_days: u64,
+    /// Seconds between retention runs.
+    #[arg(long, env = "STOCKBATCH_PRUNE_INTERVAL_SECS", default_value_t = 3600)]
+    prune_interval_secs: u64,
 }
 
 impl ServeArgs {
@@ -66,12 +75,18 @@ impl ServeArgs {
         Config {
             role: self.role,
             pool_size: self.pool_size.max(2),
+            db_timeout: Duration::from_millis(self.db_timeout_ms.max(100)),
             max_body_bytes: self.max_body_bytes,
             http_workers: self.http_workers,
             executor: ExecutorConfig {
                 poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
                 lease: Duration::from_secs(self.lease_secs.max(1)),
                 max_attempts: self.max_attempts.max(1),
+            },
+            retention: RetentionConfig {
+                keep: Duration::from_secs(self.retention_days * 24 * 3600),
+                interval: Duration::from_secs(self.prune_interval_secs.max(1)),
+                ..RetentionConfig::default()
             },
             ..Config::new(self.database_url, self.bind_addr)
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::executor::ExecutorConfig;
+use crate::executor::{ExecutorConfig, RetentionConfig};
 
 /// Which parts of the service a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +39,7 @@ pub struct Config {
     /// HTTP worker threads; 0 means one per CPU core.
     pub http_workers: usize,
     pub executor: ExecutorConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Config {
@@ -53,6 +54,7 @@ impl Config {
             max_body_bytes: 16 * 1024 * 1024,
             http_workers: 0,
             executor: ExecutorConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -63,7 +63,9 @@ impl Application {
                     log::warn!("requeued {requeued} batches left RUNNING by a previous run");
                 }
             }
-            Some(Executor::new(pool.clone(), config.executor.clone()).spawn(wakeup))
+            let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
+            let executor = Executor::new(pool.clone(), config.executor.clone());
+            Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
             None
         };

@@ -70,7 +70,12 @@ pub async fn create_batch(
             attempts: 0,
             created_on: now,
         };
-        Ok(batches::insert_batch(conn, &batch)?)
+        let id = batches::insert_batch(conn, &batch)?;
+        if let Err(e) = batches::notify_batch_accepted(conn) {
+            // The batch is stored; executors' polling will find it.
+            log::warn!("batch {id} stored, but NOTIFY failed: {e}");
+        }
+        Ok(id)
     })
     .await?;
     state.wakeup.notify();

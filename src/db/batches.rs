@@ -1,9 +1,10 @@
 //! The batch queue: accept, list, claim, complete, release.
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::{BigInt, Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
 use super::schema::batches;
@@ -126,4 +127,59 @@ pub fn count_unfinished_batches(conn: &mut DbConnection) -> QueryResult<i64> {
         .filter(batches::status.ne(COMPLETE))
         .count()
         .get_result(conn)
+}
+
+/// Extends the lease `owner` holds on a running batch. `false`: the lease is gone.
+pub fn renew_lease(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(RUNNING))
+            .filter(batches::lease_owner.eq(owner)),
+    )
+    .set(batches::lease_expires_at.eq(Some(until)))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// The channel PostgreSQL executors listen on for newly accepted batches.
+pub const BATCH_CHANNEL: &str = "stockbatch_batches";
+
+/// Tells executors on every node that a batch is waiting (PostgreSQL; a no-op on SQLite,
+/// whose single executor is woken in-process).
+pub fn notify_batch_accepted(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Pg(c) => c.batch_execute(&format!("NOTIFY {BATCH_CHANNEL}")),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
+}
+
+/// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their results.
+pub fn delete_completed_batches_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    let delete = |sql| {
+        sql_query(sql)
+            .bind::<Timestamp, _>(cutoff)
+            .bind::<BigInt, _>(limit)
+    };
+    match conn {
+        DbConnection::Sqlite(c) => delete(
+            "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
+             WHERE status = 'COMPLETE' AND created_on < ? ORDER BY id LIMIT ?)",
+        )
+        .execute(c),
+        DbConnection::Pg(c) => delete(
+            "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
+             WHERE status = 'COMPLETE' AND created_on < $1 ORDER BY id LIMIT $2)",
+        )
+        .execute(c),
+    }
 }

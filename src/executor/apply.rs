@@ -56,6 +56,8 @@ pub fn apply_batch(
         .iter()
         .map(|r| check_record(r, job_retailer_id))
         .collect();
+    #[cfg(feature = "fault-injection")]
+    fault_injection::before_apply(&checked);
     let passes = distinct_key_passes(&checked);
     let version_base = batch.id * VERSION_STRIDE;
 
@@ -91,6 +93,8 @@ pub fn apply_batch(
                 landed[i] = id.map(|id| (id, false));
             }
         }
+        #[cfg(feature = "fault-injection")]
+        fault_injection::inside_transaction();
         let rows = result_rows(&checked, &landed);
         results::insert_results(conn, batch.id, &rows)?;
         if !batches::complete_batch(conn, batch.id, owner, now)? {
@@ -213,6 +217,32 @@ fn result_rows(
             }
         })
         .collect()
+}
+
+/// Test aids, compiled only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+mod fault_injection {
+    use super::{InventoryRecord, RecordError};
+
+    /// Panics when a record's skuRef equals `STOCKBATCH_FAULT_PANIC_SKU`.
+    pub fn before_apply(checked: &[Result<InventoryRecord, RecordError>]) {
+        if let Ok(sku) = std::env::var("STOCKBATCH_FAULT_PANIC_SKU") {
+            if checked.iter().flatten().any(|r| r.sku_ref == sku) {
+                panic!("fault injected for skuRef {sku}");
+            }
+        }
+    }
+
+    /// Sleeps `STOCKBATCH_FAULT_APPLY_DELAY_MS` inside the apply transaction, so tests can
+    /// kill or stop an executor in the middle of a batch.
+    pub fn inside_transaction() {
+        if let Some(ms) = std::env::var("STOCKBATCH_FAULT_APPLY_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
 }
 
 #[cfg(test)]

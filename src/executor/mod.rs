@@ -1,9 +1,12 @@
 //! The background executor: claims queued batches, applies them, records their results.
 
 mod apply;
+mod listener;
+mod retention;
 mod wakeup;
 mod worker;
 
 pub use apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary};
+pub use retention::{prune, PruneReport, RetentionConfig};
 pub use wakeup::Wakeup;
 pub use worker::{Executor, ExecutorConfig, ExecutorHandle, Step};

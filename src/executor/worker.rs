@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,9 +13,11 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::apply::{apply_batch, fail_batch, ApplyOutcome};
+use super::listener::spawn_listener;
+use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, jobs, DbPool};
+use crate::db::{batches, jobs, DbConnection, DbPool};
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -65,8 +68,7 @@ impl Executor {
     pub fn run_once(&self) -> anyhow::Result<Step> {
         let mut conn = self.pool.get().context("no database connection")?;
         let now = Utc::now().naive_utc();
-        let lease_until =
-            now + TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::minutes(1));
+        let lease_until = now + lease_delta(self.config.lease);
         let Some(batch) = batches::claim_next_batch(&mut conn, &self.owner, now, lease_until)
             .context("claiming a batch failed")?
         else {
@@ -79,11 +81,22 @@ impl Executor {
             return Ok(Step::Processed(batch.id));
         }
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let job =
-                jobs::find_job(&mut conn, batch.job_id)?.context("the batch's job is gone")?;
-            apply_batch(&mut conn, &batch, &job.retailer_id, &self.owner)
-        }));
+        let renews_lease = matches!(*conn, DbConnection::Pg(_));
+        let outcome = std::thread::scope(|scope| {
+            // Other nodes may take over a batch whose lease ran out: keep it fresh while
+            // this one runs. (SQLite has no other nodes.)
+            let (finished, keeper_stop) = mpsc::channel::<()>();
+            if renews_lease {
+                scope.spawn(|| self.keep_lease(batch.id, keeper_stop));
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let job =
+                    jobs::find_job(&mut conn, batch.job_id)?.context("the batch's job is gone")?;
+                apply_batch(&mut conn, &batch, &job.retailer_id, &self.owner)
+            }));
+            drop(finished);
+            outcome
+        });
         // A panic may have left the connection inside a transaction: the pool drops it.
         drop(conn);
         let failure = match outcome {
@@ -113,6 +126,33 @@ impl Executor {
         Ok(Step::Processed(batch.id))
     }
 
+    /// Renews the lease on `batch_id` every third of the lease until `stop` hangs up.
+    fn keep_lease(&self, batch_id: i64, stop: mpsc::Receiver<()>) {
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(self.config.lease / 3) {
+            let renewed = self
+                .pool
+                .get()
+                .map_err(anyhow::Error::from)
+                .and_then(|mut conn| {
+                    let until = Utc::now().naive_utc() + lease_delta(self.config.lease);
+                    Ok(batches::renew_lease(
+                        &mut conn,
+                        batch_id,
+                        &self.owner,
+                        until,
+                    )?)
+                });
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::warn!("batch {batch_id}: lease lost");
+                    return;
+                }
+                Err(e) => log::warn!("batch {batch_id}: renewing the lease failed: {e:#}"),
+            }
+        }
+    }
+
     fn after_failure(&self, batch: &ClaimedBatch, failure: &str) -> anyhow::Result<()> {
         let mut conn = self.pool.get().context("no database connection")?;
         if batch.attempts >= self.config.max_attempts {
@@ -135,21 +175,37 @@ impl Executor {
         Ok(())
     }
 
-    /// Runs the loop on its own thread until [`ExecutorHandle::stop`].
-    pub fn spawn(self, wakeup: Wakeup) -> ExecutorHandle {
+    /// Runs the loop on its own thread until [`ExecutorHandle::stop`], with the retention
+    /// pruner beside it and, on PostgreSQL (`listen_url`), a `LISTEN` for new batches.
+    pub fn spawn(
+        self,
+        wakeup: Wakeup,
+        listen_url: Option<String>,
+        retention: RetentionConfig,
+    ) -> ExecutorHandle {
         let stopping = Arc::new(AtomicBool::new(false));
-        let thread = {
+        let pruner_sleep = Wakeup::default();
+        let mut threads = vec![spawn_pruner(
+            self.pool.clone(),
+            retention,
+            pruner_sleep.clone(),
+            stopping.clone(),
+        )];
+        if let Some(url) = listen_url {
+            threads.push(spawn_listener(url, wakeup.clone(), stopping.clone()));
+        }
+        threads.push({
             let stopping = stopping.clone();
             let wakeup = wakeup.clone();
             std::thread::Builder::new()
                 .name("executor".into())
                 .spawn(move || self.run_loop(&stopping, &wakeup))
                 .expect("can spawn the executor thread")
-        };
+        });
         ExecutorHandle {
             stopping,
-            wakeup,
-            thread,
+            wakeups: vec![wakeup, pruner_sleep],
+            threads,
         }
     }
 
@@ -171,22 +227,30 @@ impl Executor {
     }
 }
 
-/// A running executor thread.
+/// A running executor and its helper threads.
 pub struct ExecutorHandle {
     stopping: Arc<AtomicBool>,
-    wakeup: Wakeup,
-    thread: JoinHandle<()>,
+    wakeups: Vec<Wakeup>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl ExecutorHandle {
-    /// Stops taking batches, lets the running one finish, and waits for the thread.
+    /// Stops taking batches, lets the running one finish, and waits for the threads.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.wakeup.notify();
-        if self.thread.join().is_err() {
-            log::error!("the executor thread panicked");
+        for wakeup in &self.wakeups {
+            wakeup.notify();
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                log::error!("an executor thread panicked");
+            }
         }
     }
+}
+
+fn lease_delta(lease: Duration) -> TimeDelta {
+    TimeDelta::from_std(lease).unwrap_or(TimeDelta::minutes(1))
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
