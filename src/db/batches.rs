@@ -37,18 +37,20 @@ pub fn list_job_batches(conn: &mut DbConnection, job_id: i64) -> QueryResult<Vec
 const CLAIM_SQLITE: &str = "UPDATE batches \
     SET status = 'RUNNING', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ? \
     WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
-                AND (status = 'PENDING' OR lease_expires_at < ?) ORDER BY id LIMIT 1) \
+                AND (status = 'PENDING' OR lease_expires_at < ? OR lease_owner = ?) ORDER BY id LIMIT 1) \
     RETURNING id, job_id, attempts, record_count, entities";
 
 const CLAIM_POSTGRES: &str = "UPDATE batches \
     SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2 \
     WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
-                AND (status = 'PENDING' OR lease_expires_at < $3) ORDER BY id LIMIT 1 \
+                AND (status = 'PENDING' OR lease_expires_at < $3 OR lease_owner = $4) ORDER BY id LIMIT 1 \
                 FOR UPDATE SKIP LOCKED) \
     RETURNING id, job_id, attempts, record_count, entities";
 
-/// Takes the oldest batch that is pending or whose lease has expired, marks it
-/// `RUNNING` under a lease held by `owner` until `lease_until`, and counts the attempt.
+/// Takes the oldest batch that is pending, whose lease has expired, or that `owner`
+/// itself left `RUNNING` (an executor runs one batch at a time, so such a batch is one it
+/// could not hand back, e.g. while the database was away). Marks it `RUNNING` under a
+/// lease held by `owner` until `lease_until`, and counts the attempt.
 pub fn claim_next_batch(
     conn: &mut DbConnection,
     owner: &str,
@@ -60,6 +62,7 @@ pub fn claim_next_batch(
             .bind::<Text, _>(owner)
             .bind::<Timestamp, _>(lease_until)
             .bind::<Timestamp, _>(now)
+            .bind::<Text, _>(owner)
     };
     match conn {
         DbConnection::Sqlite(c) => claim(CLAIM_SQLITE).get_result(c).optional(),

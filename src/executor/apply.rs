@@ -147,7 +147,8 @@ pub fn fail_batch(
 
 /// Splits the valid records into passes whose keys are all distinct: the n-th record for
 /// a position goes in pass n, so duplicates apply in order and each statement touches a
-/// position at most once (PostgreSQL refuses more).
+/// position at most once (PostgreSQL refuses more). Each pass is sorted by key, so
+/// executors writing overlapping positions lock them in the same order and never deadlock.
 fn distinct_key_passes(checked: &[Result<InventoryRecord, RecordError>]) -> Vec<Vec<usize>> {
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
     let mut passes: Vec<Vec<usize>> = Vec::new();
@@ -161,6 +162,15 @@ fn distinct_key_passes(checked: &[Result<InventoryRecord, RecordError>]) -> Vec<
             passes.push(Vec::new());
         }
         passes[*occurrence].push(i);
+    }
+    let key = |i: &usize| {
+        checked[*i]
+            .as_ref()
+            .map(|r| (&r.retailer_id, &r.location_ref, &r.sku_ref))
+            .ok()
+    };
+    for pass in &mut passes {
+        pass.sort_by(|a, b| key(a).cmp(&key(b)));
     }
     passes
 }
@@ -266,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_go_to_later_passes_in_order() {
+    fn duplicates_go_to_later_passes_in_order_and_passes_are_sorted_by_key() {
         let invalid = Err(RecordError {
             response_code: 400,
             message: "x".into(),

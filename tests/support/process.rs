@@ -1,0 +1,185 @@
+//! The service as a separate process, for tests that kill, stop or cut it off.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+/// A running `stockbatch` process.
+pub struct Service {
+    pub child: Child,
+    pub port: Option<u16>,
+    pub name: String,
+}
+
+impl Service {
+    /// Starts `stockbatch serve --role ROLE` on `database_url` with extra environment.
+    /// Waits until it listens (API roles) or its executor started (executor role).
+    pub fn start(name: &str, database_url: &str, role: &str, env: &[(&str, &str)]) -> Service {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stockbatch"));
+        command
+            .args([
+                "serve",
+                "--role",
+                role,
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("RUST_LOG", "info")
+            .env("STOCKBATCH_POLL_INTERVAL_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start stockbatch");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let label = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var("STOCKBATCH_TEST_VERBOSE").is_ok() {
+                    eprintln!("[{label}] {line}");
+                }
+                if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                } else if line.contains("executor executor-") && line.ends_with("started") {
+                    let _ = tx.send(None);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Some(port)) if role != "executor" => break Some(port),
+                Ok(None) if role == "executor" => break None,
+                Ok(_) => continue,
+                Err(_) => panic!("{name} did not start (exit: {:?})", child.try_wait()),
+            }
+        };
+        Service {
+            child,
+            port,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.expect("an API process"))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Runs a query returning one BIGINT column `n` straight against the test database.
+pub fn numbers(database_url: &str, sql: &str) -> Vec<i64> {
+    let rows: Vec<Number> = if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let mut conn = SqliteConnection::establish(path).expect("open SQLite");
+        diesel::sql_query(sql).load(&mut conn).expect(sql)
+    } else {
+        let mut conn = PgConnection::establish(database_url).expect("open PostgreSQL");
+        diesel::sql_query(sql).load(&mut conn).expect(sql)
+    };
+    rows.into_iter().map(|r| r.n).collect()
+}
+
+/// A TCP proxy in front of the database that a test can cut and restore.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accept_up, accept_streams, target) = (up.clone(), streams.clone(), target.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if !accept_up.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut registry = accept_streams.lock().unwrap();
+                registry.push(client.try_clone().unwrap());
+                registry.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, up, streams }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
