@@ -281,7 +281,7 @@ fn three_executors_apply_200_concurrent_batches_exactly_once_in_acceptance_order
     let jobs: Vec<String> = (0..4).map(|_| create_job(&base, "9")).collect();
 
     // Four clients, 50 batches each, 20 records each over 40 shared positions.
-    let accepted: Mutex<Vec<(i64, String, Vec<(String, i64)>)>> = Mutex::default();
+    let accepted: Mutex<Vec<AcceptedBatch>> = Mutex::default();
     std::thread::scope(|scope| {
         for (client_no, job) in jobs.iter().enumerate() {
             let (accepted, base) = (&accepted, &base);
@@ -423,6 +423,9 @@ fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
     );
     assert_eq!(per_batch, vec![100, 100]);
 }
+
+/// A batch as accepted: its id, its job, and its (skuRef, qty) records.
+type AcceptedBatch = (i64, String, Vec<(String, i64)>);
 
 /// `host:port` of a PostgreSQL URL.
 fn host_port(url: &str) -> String {
