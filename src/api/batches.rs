@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::jobs::IdResponse;
-use super::support::{parse_id, require_json, rfc3339, with_conn, AppState};
+use super::support::{blocking, checkout, parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::db::models::{NewBatch, PENDING};
 use crate::db::{batches, jobs, results};
 use crate::domain::batch::parse_create_batch;
@@ -51,8 +51,12 @@ pub async fn create_batch(
 ) -> Result<HttpResponse, ApiError> {
     require_json(&req)?;
     let job_id = parse_id("job", &path)?;
-    let id = with_conn(&state.pool, move |conn| {
+    let pool = state.pool.clone();
+    let id = blocking(move || {
+        // The body is checked before a connection is taken: a bad request is a 400 even
+        // while the database is away.
         let draft = parse_create_batch(&body).map_err(ApiError::BadRequest)?;
+        let conn = &mut *checkout(&pool)?;
         let job = jobs::find_job(conn, job_id)?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
         let now = Utc::now().naive_utc();
         if job_status(job.created_on, now) == JobStatus::Closed {

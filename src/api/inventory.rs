@@ -8,8 +8,9 @@ use super::support::{rfc3339, with_conn, AppState};
 use crate::db::positions::{list_positions as query_positions, PositionFilter};
 use crate::domain::paging::Page;
 
+/// Unknown parameters are refused: a misspelt filter must not silently list everything.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryQuery {
     retailer_id: Option<String>,
     sku_ref: Option<String>,

@@ -15,20 +15,27 @@ pub use support::{not_found, AppState};
 /// Mounts every route. Each resource answers a wrong method with 405 (see
 /// [`json_error_body`] for the body); unknown paths get 404 from the app's default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v4.1/job").route(web::post().to(jobs::create_job)))
-        .service(resource("/api/v4.1/job/{job_id}").route(web::get().to(jobs::get_job)))
+    cfg.service(resource("/api/v4.1/job", "POST").route(web::post().to(jobs::create_job)))
+        .service(resource("/api/v4.1/job/{job_id}", "GET").route(web::get().to(jobs::get_job)))
         .service(
-            resource("/api/v4.1/job/{job_id}/batch").route(web::post().to(batches::create_batch)),
+            resource("/api/v4.1/job/{job_id}/batch", "POST")
+                .route(web::post().to(batches::create_batch)),
         )
         .service(
-            resource("/api/v4.1/job/{job_id}/batch/{batch_id}")
+            resource("/api/v4.1/job/{job_id}/batch/{batch_id}", "GET")
                 .route(web::get().to(batches::get_batch)),
         )
-        .service(resource("/api/v4.1/inventory").route(web::get().to(inventory::list_positions)))
-        .service(resource("/health").route(web::get().to(health::health)))
-        .service(resource("/openapi.yaml").route(web::get().to(health::openapi_yaml)));
+        .service(
+            resource("/api/v4.1/inventory", "GET").route(web::get().to(inventory::list_positions)),
+        )
+        .service(
+            resource("/health", "GET, HEAD")
+                .route(web::get().to(health::health))
+                .route(web::head().to(health::health)),
+        )
+        .service(resource("/openapi.yaml", "GET").route(web::get().to(health::openapi_yaml)));
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(support::method_not_allowed))
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(support::method_not_allowed(allow)))
 }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
 
 use super::error::ApiError;
-use crate::db::{DbConnection, DbPool};
+use crate::db::{DbConnection, DbPool, PooledConn};
 use crate::executor::Wakeup;
 
 #[derive(Clone)]
@@ -24,14 +24,23 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    web::block(move || {
-        let mut conn = pool
-            .get()
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        work(&mut conn)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+    blocking(move || work(&mut *checkout(&pool)?)).await
+}
+
+/// Runs blocking work (parsing a large body, database calls) off the async workers.
+pub async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    web::block(work)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// A pooled connection, or 503 when none can be had in time.
+pub fn checkout(pool: &DbPool) -> Result<PooledConn, ApiError> {
+    pool.get().map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// Ids are decimal strings; anything else names nothing, so it is a 404.
@@ -70,11 +79,24 @@ pub fn rfc3339(t: NaiveDateTime) -> String {
     t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    super::error::error_response(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        [format!("{} is not allowed on {}", req.method(), req.path())],
-    )
+/// 405 with the `Allow` header naming the resource's methods.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone {
+    move |req: HttpRequest| {
+        let mut response = super::error::error_response(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            [format!(
+                "{} is not allowed on {}; use {allow}",
+                req.method(),
+                req.path()
+            )],
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        std::future::ready(response)
+    }
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

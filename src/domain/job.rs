@@ -152,6 +152,10 @@ mod tests {
             parse_create_job(b"[1]").unwrap_err(),
             vec!["the request body is not a JSON object"]
         );
+        assert_eq!(
+            parse_create_job(br#"{"name":"   ","retailerId":1}"#).unwrap_err(),
+            vec!["'name' must not be blank"]
+        );
         assert!(parse_create_job(b"{").unwrap_err()[0]
             .starts_with("the request body is not valid JSON"));
     }

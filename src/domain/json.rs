@@ -2,22 +2,26 @@
 
 use serde::Deserialize;
 
+const NOT_AN_OBJECT: &str = "not a JSON object";
+
 /// Parses `bytes` as a JSON object into `T`. Serde would also read an array into a
 /// struct, field by field; requests and records must be objects, so arrays are refused.
 pub fn parse_object<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    let parsed = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => NOT_AN_OBJECT.to_owned(),
-        _ => format!("not valid JSON: {e}"),
-    })?;
-    if first == Some(&b'{') {
-        Ok(parsed)
-    } else {
-        Err(NOT_AN_OBJECT.to_owned())
+    if first != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => NOT_AN_OBJECT.to_owned(),
+                Err(e) => format!("not valid JSON: {e}"),
+            },
+        );
     }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        // Field values are read leniently, so what is left is e.g. a key given twice.
+        serde_json::error::Category::Data => format!("not a valid JSON object: {e}"),
+        _ => format!("not valid JSON: {e}"),
+    })
 }
-
-const NOT_AN_OBJECT: &str = "not a JSON object";
 
 #[cfg(test)]
 mod tests {
@@ -32,13 +36,16 @@ mod tests {
     #[test]
     fn only_objects_pass() {
         assert!(parse_object::<Two>(br#" {"a":1}"#).is_ok());
-        assert_eq!(
-            parse_object::<Two>(b"[1]").unwrap_err(),
-            "not a JSON object"
-        );
-        assert_eq!(parse_object::<Two>(b"7").unwrap_err(), "not a JSON object");
+        assert_eq!(parse_object::<Two>(b"[1]").unwrap_err(), NOT_AN_OBJECT);
+        assert_eq!(parse_object::<Two>(b"7").unwrap_err(), NOT_AN_OBJECT);
         assert!(parse_object::<Two>(b"{")
             .unwrap_err()
             .starts_with("not valid JSON"));
+        assert!(parse_object::<Two>(b"[1")
+            .unwrap_err()
+            .starts_with("not valid JSON"));
+        assert!(parse_object::<Two>(br#"{"a":1,"a":2}"#)
+            .unwrap_err()
+            .contains("duplicate field `a`"));
     }
 }

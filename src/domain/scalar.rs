@@ -101,35 +101,35 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-/// Checks a required text field (string or integer, 1..=`max` characters).
+/// Checks a required text field (string or integer, not blank, at most `max` characters).
 pub fn required_text(field: &str, value: Option<&Scalar>, max: usize) -> Result<String, String> {
-    match value {
-        None => Err(format!("'{field}' is required")),
-        Some(v) => optional_text(field, Some(v), max).map(|t| t.unwrap_or_default()),
+    let value = value.ok_or_else(|| format!("'{field}' is required"))?;
+    match checked_text(field, value, max)? {
+        text if text.trim().is_empty() => Err(format!("'{field}' must not be blank")),
+        text => Ok(text),
     }
-    .and_then(|text| {
-        if text.is_empty() {
-            Err(format!("'{field}' must not be empty"))
-        } else {
-            Ok(text)
-        }
-    })
 }
 
-/// Checks an optional text field (string or integer, at most `max` characters).
+/// Checks an optional text field (string or integer, at most `max` characters). An empty
+/// string counts as absent, so defaults and fallbacks apply.
 pub fn optional_text(
     field: &str,
     value: Option<&Scalar>,
     max: usize,
 ) -> Result<Option<String>, String> {
     let Some(value) = value else { return Ok(None) };
+    let text = checked_text(field, value, max)?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+fn checked_text(field: &str, value: &Scalar, max: usize) -> Result<String, String> {
     let text = value
         .as_text()
-        .ok_or_else(|| format!("'{field}' must be a string"))?;
+        .ok_or_else(|| format!("'{field}' must be a string or an integer"))?;
     if text.chars().count() > max {
         return Err(format!("'{field}' must be at most {max} characters"));
     }
-    Ok(Some(text))
+    Ok(text)
 }
 
 /// Checks an optional integer field, refusing negatives unless `allow_negative`.
@@ -192,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             required_text("skuRef", Some(&parse("\"\"")), 255),
-            Err("'skuRef' must not be empty".into())
+            Err("'skuRef' must not be blank".into())
         );
         assert_eq!(
             required_text(
@@ -201,6 +201,15 @@ mod tests {
                 255
             ),
             Err("'skuRef' must be at most 255 characters".into())
+        );
+        assert_eq!(
+            required_text("skuRef", Some(&parse("\"  \"")), 255),
+            Err("'skuRef' must not be blank".into())
+        );
+        assert_eq!(optional_text("ref", Some(&parse("\"\"")), 255), Ok(None));
+        assert_eq!(
+            optional_text("ref", Some(&parse("true")), 255),
+            Err("'ref' must be a string or an integer".into())
         );
         assert_eq!(
             optional_integer("qty", Some(&parse("-1")), false),

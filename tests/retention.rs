@@ -1,0 +1,90 @@
+//! Retention: old COMPLETE batches and their results go in chunks, then empty old jobs;
+//! recent or unfinished batches and every inventory position stay.
+
+mod common;
+#[path = "support/process.rs"]
+mod process;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::*;
+use process::numbers;
+use serde_json::json;
+use stockbatch::db::{build_pool, run_migrations};
+use stockbatch::executor::{prune, RetentionConfig};
+
+fn age(url: &str, table: &str, days: i64, ids: &str) {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let sql = if let Some(path) = url.strip_prefix("sqlite://") {
+        let sql = format!("UPDATE {table} SET created_on = datetime(created_on, '-{days} days') WHERE id IN ({ids})");
+        diesel::SqliteConnection::establish(path)
+            .unwrap()
+            .batch_execute(&sql)
+            .unwrap();
+        return;
+    } else {
+        format!("UPDATE {table} SET created_on = created_on - interval '{days} days' WHERE id IN ({ids})")
+    };
+    diesel::PgConnection::establish(url)
+        .unwrap()
+        .batch_execute(&sql)
+        .unwrap();
+}
+
+#[test]
+fn pruning_removes_old_batches_in_chunks_and_keeps_positions() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend);
+        let old_job = app.create_job(json!("1"));
+        let new_job = app.create_job(json!("1"));
+        let old: Vec<String> = (0..5)
+            .map(|i| app.post_batch(&old_job, json!([record("1", "L", &format!("OLD-{i}"), i)])))
+            .collect();
+        let recent = app.post_batch(&new_job, json!([record("1", "L", "NEW", 9)]));
+        for batch in &old {
+            app.wait_complete(&old_job, batch, 10);
+        }
+        app.wait_complete(&new_job, &recent, 10);
+        age(app.db.url(), "batches", 8, &old.join(","));
+        age(app.db.url(), "jobs", 8, &old_job);
+
+        let pool = build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap();
+        run_migrations(&mut pool.get().unwrap()).unwrap();
+        let config = RetentionConfig {
+            chunk: 2,
+            ..RetentionConfig::default()
+        };
+        let report = prune(&pool, &config, &AtomicBool::new(false)).unwrap();
+        assert_eq!((report.batches, report.jobs), (5, 1), "{backend:?}");
+
+        let remaining = numbers(app.db.url(), "SELECT id AS n FROM batches ORDER BY id");
+        assert_eq!(
+            remaining,
+            vec![recent.parse::<i64>().unwrap()],
+            "{backend:?}"
+        );
+        assert_eq!(
+            numbers(app.db.url(), "SELECT COUNT(*) AS n FROM batch_results"),
+            vec![1],
+            "{backend:?}"
+        );
+        assert_eq!(
+            numbers(
+                app.db.url(),
+                "SELECT COUNT(*) AS n FROM inventory_positions"
+            ),
+            vec![6],
+            "{backend:?}"
+        );
+        let (status, _) = app.get(&format!("/api/v4.1/job/{old_job}"));
+        assert_eq!(status, 404, "{backend:?}: the emptied old job is gone");
+        let (status, _) = app.get(&format!("/api/v4.1/job/{new_job}"));
+        assert_eq!(status, 200, "{backend:?}");
+        assert_eq!(
+            prune(&pool, &config, &AtomicBool::new(false)).unwrap(),
+            Default::default()
+        );
+    }
+}
