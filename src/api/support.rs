@@ -43,11 +43,12 @@ pub fn checkout(pool: &DbPool) -> Result<PooledConn, ApiError> {
     pool.get().map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
-/// Ids are decimal strings; anything else names nothing, so it is a 404.
+/// Ids are decimal strings as this service writes them (no sign, no leading zero);
+/// anything else names nothing, so it is a 404.
 pub fn parse_id(kind: &str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+    Some(raw)
+        .filter(|r| r.bytes().all(|b| b.is_ascii_digit()) && !r.starts_with('0'))
+        .and_then(|r| r.parse::<i64>().ok())
         .ok_or_else(|| ApiError::NotFound(format!("{kind} {raw} not found")))
 }
 

@@ -294,3 +294,20 @@ pub fn assert_errors(status: StatusCode, body: &Value, expected: StatusCode) {
 pub fn record(retailer: &str, location: &str, sku: &str, qty: i64) -> Value {
     json!({"retailerId": retailer, "locationRef": location, "skuRef": sku, "qty": qty})
 }
+
+/// [`assert_errors`] naming the backend on a wrong status; returns the messages.
+pub fn error_messages(
+    backend: Backend,
+    status: StatusCode,
+    body: &Value,
+    expected: StatusCode,
+) -> Vec<String> {
+    assert_eq!(status, expected, "{backend:?}: {body}");
+    assert_errors(status, body, expected);
+    body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
