@@ -1,12 +1,17 @@
-//! The command line: `stockbatch [serve] [flags]`. Every flag can also come from the
-//! environment variable named beside it.
+//! The command line: `stockbatch [serve] [flags]` runs the service; `stockbatch user|client|
+//! retailer ...` manage accounts. Every flag can also come from the environment variable
+//! named beside it.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::accounts::{self, Bootstrap};
+use crate::auth::permissions::parse_list;
+use crate::auth::TokenSettings;
 use crate::config::{Config, Role};
+use crate::db::{self, build_pool, run_migrations, DbConnection};
 use crate::executor::{ExecutorConfig, RetentionConfig};
 use crate::startup::Application;
 
@@ -28,6 +33,94 @@ pub struct Cli {
 enum Command {
     /// Run the service (the default when no command is given).
     Serve(ServeArgs),
+    /// Manage users: `user create|list|disable|enable`.
+    User {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Manage OAuth clients: `client create|list|disable|enable`.
+    Client {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+    /// Manage retailers: `retailer create|list`.
+    Retailer {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        action: RetailerAction,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct DbArgs {
+    /// `sqlite://PATH` (or a bare path) or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://stockbatch.db",
+        global = true
+    )]
+    database_url: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Create a user of one retailer (`--retailer`), or an administrator (`--admin`).
+    Create {
+        username: String,
+        /// The retailer whose data the user works with.
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        retailer: Option<String>,
+        /// An account administrator over all retailers.
+        #[arg(long)]
+        admin: bool,
+        /// Comma-separated: JOB_CREATE, JOB_VIEW, BATCH_CREATE, BATCH_VIEW, INVENTORY_VIEW, or ALL.
+        #[arg(long, default_value = "ALL")]
+        permissions: String,
+        /// The password; prompted for (not echoed) when omitted.
+        #[arg(long, env = "STOCKBATCH_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List users (never their passwords).
+    List,
+    /// Stop a user from logging in; its tokens stop working at once.
+    Disable { username: String },
+    /// Let a disabled user log in again.
+    Enable { username: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientAction {
+    /// Create an OAuth client; its secret is printed once.
+    Create {
+        client_id: String,
+        /// Use this secret instead of a generated one.
+        #[arg(long, env = "STOCKBATCH_NEW_CLIENT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Refuse the client's logins; tokens issued through it stop working at once.
+    Disable { client_id: String },
+    /// Let a disabled client be used again.
+    Enable { client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RetailerAction {
+    /// Register a retailer (`user create --retailer` also registers one).
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List retailers.
+    List,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -65,6 +158,24 @@ pub struct ServeArgs {
     /// Days COMPLETE batches and their results are kept.
     #[arg(long, env = "STOCKBATCH_RETENTION_DAYS", default_value_t = 7)]
     retention_days: u64,
+    /// Seconds an access token is valid.
+    #[arg(long, env = "STOCKBATCH_TOKEN_TTL_SECS", default_value_t = 86_400)]
+    token_ttl_secs: u64,
+    /// Seconds a refresh token is valid (each works once).
+    #[arg(long, env = "STOCKBATCH_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 86_400)]
+    refresh_token_ttl_secs: u64,
+    /// First start only: the administrator's username (default `admin`).
+    #[arg(long, env = "STOCKBATCH_ADMIN_USERNAME")]
+    admin_username: Option<String>,
+    /// First start only: the administrator's password (default: generated and printed once).
+    #[arg(long, env = "STOCKBATCH_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// First start only: the OAuth client id (default `stockbatch`).
+    #[arg(long, env = "STOCKBATCH_CLIENT_ID")]
+    client_id: Option<String>,
+    /// First start only: the OAuth client secret (default: generated and printed once).
+    #[arg(long, env = "STOCKBATCH_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
     /// Seconds between retention runs.
     #[arg(long, env = "STOCKBATCH_PRUNE_INTERVAL_SECS", default_value_t = 3600)]
     prune_interval_secs: u64,
@@ -88,6 +199,17 @@ impl ServeArgs {
                 interval: Duration::from_secs(self.prune_interval_secs.max(1)),
                 ..RetentionConfig::default()
             },
+            tokens: TokenSettings {
+                access_ttl: Duration::from_secs(self.token_ttl_secs.max(1)),
+                refresh_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+                ..TokenSettings::default()
+            },
+            bootstrap: Bootstrap {
+                admin_username: self.admin_username,
+                admin_password: self.admin_password,
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+            },
             ..Config::new(self.database_url, self.bind_addr)
         }
     }
@@ -97,20 +219,170 @@ impl ServeArgs {
 pub fn run() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+        Some(Command::User { db, action }) => with_db(&db, |conn| manage_users(conn, action)),
+        Some(Command::Client { db, action }) => with_db(&db, |conn| manage_clients(conn, action)),
+        Some(Command::Retailer { db, action }) => {
+            with_db(&db, |conn| manage_retailers(conn, action))
+        }
     };
-    let config = args.into_config();
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config)?;
-        app.run_until_stopped().await
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config();
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config)?;
+        app.run_until_stopped().await
+    })
+}
+
+fn with_db(
+    args: &DbArgs,
+    work: impl FnOnce(&mut DbConnection) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let pool = build_pool(&args.database_url, 1, Duration::from_secs(5))?;
+    let mut conn = pool.get()?;
+    run_migrations(&mut conn)?;
+    work(&mut conn)
+}
+
+fn manage_users(conn: &mut DbConnection, action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Create {
+            username,
+            retailer,
+            admin: _,
+            permissions,
+            password,
+        } => {
+            let permissions = parse_list(&permissions).map_err(anyhow::Error::msg)?;
+            let password = match password {
+                Some(p) => p,
+                None => read_new_password(&username)?,
+            };
+            accounts::create_user(
+                conn,
+                &username,
+                &password,
+                retailer.as_deref(),
+                &permissions,
+            )?;
+            let scope = retailer.map_or("administrator of all retailers".to_owned(), |r| {
+                format!("retailer {r}")
+            });
+            println!(
+                "created user {username} ({scope}) with {}",
+                accounts_permissions(&permissions)
+            );
+        }
+        UserAction::List => {
+            println!(
+                "{:<24} {:<12} {:<9} permissions",
+                "username", "retailer", "status"
+            );
+            for user in db::accounts::list_users(conn)? {
+                let retailer = user.retailer_id.unwrap_or_else(|| "(all)".to_owned());
+                let status = if user.disabled == 0 {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                println!(
+                    "{:<24} {:<12} {:<9} {}",
+                    user.username, retailer, status, user.permissions
+                );
+            }
+        }
+        UserAction::Disable { username } => set_user(conn, &username, true)?,
+        UserAction::Enable { username } => set_user(conn, &username, false)?,
+    }
+    Ok(())
+}
+
+fn accounts_permissions(permissions: &[crate::auth::Permission]) -> String {
+    crate::auth::permissions::format_list(permissions)
+}
+
+fn set_user(conn: &mut DbConnection, username: &str, disabled: bool) -> anyhow::Result<()> {
+    if !db::accounts::set_user_disabled(conn, username, disabled)? {
+        anyhow::bail!("no user {username}");
+    }
+    println!(
+        "user {username} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+fn read_new_password(username: &str) -> anyhow::Result<String> {
+    let first = rpassword::prompt_password(format!("password for {username}: "))?;
+    let second = rpassword::prompt_password("again: ")?;
+    if first != second {
+        anyhow::bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+fn manage_clients(conn: &mut DbConnection, action: ClientAction) -> anyhow::Result<()> {
+    match action {
+        ClientAction::Create { client_id, secret } => {
+            let given = secret.is_some();
+            let secret = accounts::create_client(conn, &client_id, secret.as_deref())?;
+            if given {
+                println!("created client {client_id}");
+            } else {
+                println!("created client {client_id}; its secret, shown only this once:\n{secret}");
+            }
+        }
+        ClientAction::List => {
+            println!("{:<32} status", "client_id");
+            for client in db::accounts::list_clients(conn)? {
+                let status = if client.disabled == 0 {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                println!("{:<32} {status}", client.client_id);
+            }
+        }
+        ClientAction::Disable { client_id } => set_client(conn, &client_id, true)?,
+        ClientAction::Enable { client_id } => set_client(conn, &client_id, false)?,
+    }
+    Ok(())
+}
+
+fn set_client(conn: &mut DbConnection, client_id: &str, disabled: bool) -> anyhow::Result<()> {
+    if !db::accounts::set_client_disabled(conn, client_id, disabled)? {
+        anyhow::bail!("no client {client_id}");
+    }
+    println!(
+        "client {client_id} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+fn manage_retailers(conn: &mut DbConnection, action: RetailerAction) -> anyhow::Result<()> {
+    match action {
+        RetailerAction::Create { id, name } => {
+            accounts::create_retailer(conn, &id, name.as_deref())?;
+            println!("created retailer {id}");
+        }
+        RetailerAction::List => {
+            println!("{:<16} name", "id");
+            for retailer in db::accounts::list_retailers(conn)? {
+                println!("{:<16} {}", retailer.id, retailer.name);
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::auth::accounts::Bootstrap;
+use crate::auth::TokenSettings;
 use crate::executor::{ExecutorConfig, RetentionConfig};
 
 /// Which parts of the service a process runs.
@@ -40,6 +42,9 @@ pub struct Config {
     pub http_workers: usize,
     pub executor: ExecutorConfig,
     pub retention: RetentionConfig,
+    pub tokens: TokenSettings,
+    /// Credentials for the administrator and OAuth client created on an empty database.
+    pub bootstrap: Bootstrap,
 }
 
 impl Config {
@@ -55,6 +60,8 @@ impl Config {
             http_workers: 0,
             executor: ExecutorConfig::default(),
             retention: RetentionConfig::default(),
+            tokens: TokenSettings::default(),
+            bootstrap: Bootstrap::default(),
         }
     }
 }

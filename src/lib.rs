@@ -2,6 +2,7 @@
 //! for inventory feeds, on embedded SQLite or PostgreSQL.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 
 use crate::api::{self, ApiError, AppState};
+use crate::auth::accounts::bootstrap;
 use crate::config::Config;
 use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, DbPool};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
@@ -29,7 +30,10 @@ impl Application {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let backend = Backend::of_url(&config.database_url);
         let pool = build_pool(&config.database_url, config.pool_size, config.db_timeout)?;
-        run_migrations(&mut *pool.get().context("cannot connect to the database")?)?;
+        let mut conn = pool.get().context("cannot connect to the database")?;
+        run_migrations(&mut conn)?;
+        print_once(&bootstrap(&mut conn, &config.bootstrap)?);
+        drop(conn);
         log::info!("{} database ready", backend.name());
 
         let wakeup = Wakeup::default();
@@ -42,6 +46,7 @@ impl Application {
                 listener,
                 AppState {
                     pool: pool.clone(),
+                    tokens: config.tokens.clone(),
                     wakeup: wakeup.clone(),
                 },
             )?;
@@ -166,6 +171,19 @@ fn lock_sqlite_executor(database_url: &str) -> anyhow::Result<File> {
         ),
         Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {path}")),
     }
+}
+
+/// Shows first-start credentials on the console, outside the log: generated secrets
+/// appear here once and are stored only as hashes.
+fn print_once(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("\n  stockbatch created its first accounts (shown only this once):");
+    for line in lines {
+        println!("    {line}");
+    }
+    println!();
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

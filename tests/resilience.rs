@@ -15,16 +15,24 @@ use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+/// A client logged in as the administrator of the service at `base` (one login per service).
+fn client(base: &str) -> Client {
+    static TOKENS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let mut tokens = TOKENS.lock().unwrap();
+    let token = match tokens.iter().find(|(b, _)| b == base) {
+        Some((_, token)) => token.clone(),
+        None => {
+            let token = login(base, ADMIN, ADMIN_PASSWORD);
+            tokens.push((base.to_owned(), token.clone()));
+            token
+        }
+    };
+    client_with_token(&token)
 }
 
 fn create_job(base: &str, retailer: &str) -> String {
     let (status, body) = read(
-        client()
+        client(base)
             .post(format!("{base}/api/v4.1/job"))
             .json(&json!({"name": "resilience", "retailerId": retailer}))
             .send()
@@ -36,7 +44,7 @@ fn create_job(base: &str, retailer: &str) -> String {
 
 fn post_batch(base: &str, job: &str, entities: &[Value]) -> String {
     let (status, body) = read(
-        client()
+        client(base)
             .post(format!("{base}/api/v4.1/job/{job}/batch"))
             .json(&json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": entities}))
             .send()
@@ -48,7 +56,7 @@ fn post_batch(base: &str, job: &str, entities: &[Value]) -> String {
 
 fn get_batch(base: &str, job: &str, batch: &str) -> Value {
     let (status, body) = read(
-        client()
+        client(base)
             .get(format!(
                 "{base}/api/v4.1/job/{job}/batch/{batch}?count=5000"
             ))
@@ -89,7 +97,7 @@ fn assert_all_results(batch: &Value, records: usize, code: i64) {
 
 fn positions(base: &str, retailer: &str) -> HashMap<String, i64> {
     let (status, body) = read(
-        client()
+        client(base)
             .get(format!(
                 "{base}/api/v4.1/inventory?retailerId={retailer}&count=5000"
             ))
@@ -378,7 +386,7 @@ fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
     proxy.cut();
     let started = Instant::now();
     let (status, body) = read(
-        client()
+        client(&base)
             .post(format!("{base}/api/v4.1/job"))
             .json(&json!({"name": "x", "retailerId": "4"}))
             .send()
@@ -389,7 +397,7 @@ fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
         started.elapsed() < Duration::from_secs(10),
         "503 promptly, not a hang"
     );
-    let (status, body) = read(client().get(format!("{base}/health")).send().unwrap());
+    let (status, body) = read(client(&base).get(format!("{base}/health")).send().unwrap());
     assert_errors(status, &body, StatusCode::SERVICE_UNAVAILABLE);
 
     proxy.restore();
@@ -398,7 +406,7 @@ fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let after_cut = loop {
-        let response = client()
+        let response = client(&base)
             .post(format!("{base}/api/v4.1/job/{job}/batch"))
             .json(&json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": after}))
             .send()

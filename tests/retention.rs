@@ -58,6 +58,10 @@ fn pruning_removes_old_batches_in_chunks_and_keeps_positions() {
         };
         let report = prune(&pool, &config, &AtomicBool::new(false)).unwrap();
         assert_eq!((report.batches, report.jobs), (5, 1), "{backend:?}");
+        assert_eq!(
+            report.tokens, 0,
+            "{backend:?}: the test's token is still valid"
+        );
 
         let remaining = numbers(app.db.url(), "SELECT id AS n FROM batches ORDER BY id");
         assert_eq!(

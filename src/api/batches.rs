@@ -5,10 +5,12 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::jobs::IdResponse;
+use super::jobs::{find_visible_job, IdResponse};
+use super::principal::require;
 use super::support::{blocking, checkout, parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::auth::{Permission, Principal};
 use crate::db::models::{NewBatch, PENDING};
-use crate::db::{batches, jobs, results};
+use crate::db::{batches, results};
 use crate::domain::batch::parse_create_batch;
 use crate::domain::job::{job_status, JobStatus};
 use crate::domain::paging::Page;
@@ -44,11 +46,13 @@ struct RecordResult {
 
 /// Stores the batch as `PENDING` and returns at once; the executor is woken to run it.
 pub async fn create_batch(
+    principal: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::BatchCreate)?;
     require_json(&req)?;
     let job_id = parse_id("job", &path)?;
     let pool = state.pool.clone();
@@ -57,7 +61,7 @@ pub async fn create_batch(
         // while the database is away.
         let draft = parse_create_batch(&body).map_err(ApiError::BadRequest)?;
         let conn = &mut *checkout(&pool)?;
-        let job = jobs::find_job(conn, job_id)?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+        let job = find_visible_job(conn, &principal, job_id)?;
         let now = Utc::now().naive_utc();
         if job_status(job.created_on, now) == JobStatus::Closed {
             return Err(ApiError::Conflict(format!(
@@ -87,14 +91,17 @@ pub async fn create_batch(
 }
 
 pub async fn get_batch(
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::BatchView)?;
     let job_id = parse_id("job", &path.0)?;
     let batch_id = parse_id("batch", &path.1)?;
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
     let (batch, rows) = with_conn(&state.pool, move |conn| {
+        find_visible_job(conn, &principal, job_id)?;
         let batch = batches::find_batch(conn, job_id, batch_id)?.ok_or_else(|| {
             ApiError::NotFound(format!("batch {batch_id} not found in job {job_id}"))
         })?;

@@ -41,6 +41,10 @@ pub enum ApiError {
     #[error("bad request: {}", .0.join("; "))]
     BadRequest(Vec<String>),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -62,6 +66,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -74,9 +80,17 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         match self {
             ApiError::BadRequest(messages) => error_response(status, messages.clone()),
-            ApiError::NotFound(m) | ApiError::Conflict(m) | ApiError::UnsupportedMediaType(m) => {
-                error_response(status, [m.clone()])
+            ApiError::Unauthorized(m) => {
+                let mut response = error_response(status, [m.clone()]);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
             }
+            ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::UnsupportedMediaType(m) => error_response(status, [m.clone()]),
             ApiError::Unavailable(cause) => {
                 log::warn!("503: database unavailable: {cause}");
                 let mut response = error_response(

@@ -4,7 +4,9 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::principal::require;
 use super::support::{rfc3339, with_conn, AppState};
+use crate::auth::{Permission, Principal};
 use crate::db::positions::{list_positions as query_positions, PositionFilter};
 use crate::domain::paging::Page;
 
@@ -49,13 +51,23 @@ struct PositionResponse {
 }
 
 pub async fn list_positions(
+    principal: Principal,
     state: web::Data<AppState>,
     query: web::Query<InventoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::InventoryView)?;
     let query = query.into_inner();
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
+    // A retailer's user sees only that retailer's positions; asking for another's finds none.
+    let retailer_id = match (&principal.retailer_id, query.retailer_id) {
+        (None, asked) => asked,
+        (Some(own), Some(asked)) if asked != *own => {
+            return Ok(HttpResponse::Ok().json(empty_page(page)))
+        }
+        (Some(own), _) => Some(own.clone()),
+    };
     let filter = PositionFilter {
-        retailer_id: query.retailer_id,
+        retailer_id,
         location_ref: query.location_ref,
         sku_ref: query.sku_ref,
     };
@@ -90,4 +102,13 @@ pub async fn list_positions(
             })
             .collect(),
     }))
+}
+
+fn empty_page(page: Page) -> InventoryPage {
+    InventoryPage {
+        start: page.start,
+        count: page.count,
+        total: 0,
+        results: Vec::new(),
+    }
 }

@@ -5,9 +5,11 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::error::ApiError;
+use super::principal::require;
 use super::support::{parse_id, require_json, rfc3339, with_conn, AppState};
-use crate::db::models::NewJob;
-use crate::db::{batches, jobs};
+use crate::auth::{Permission, Principal};
+use crate::db::models::{Job, NewJob};
+use crate::db::{batches, jobs, DbConnection};
 use crate::domain::job::{job_status, parse_create_job};
 
 /// The answer to a create: Fluent's `{"id": "..."}`.
@@ -38,12 +40,20 @@ struct JobBatch {
 }
 
 pub async fn create_job(
+    principal: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::JobCreate)?;
     require_json(&req)?;
     let draft = parse_create_job(&body).map_err(ApiError::BadRequest)?;
+    if !principal.sees(&draft.retailer_id) {
+        return Err(ApiError::Forbidden(format!(
+            "this user may not create jobs for retailer {}",
+            draft.retailer_id
+        )));
+    }
     let id = with_conn(&state.pool, move |conn| {
         let job = NewJob {
             name: &draft.name,
@@ -58,13 +68,14 @@ pub async fn create_job(
 }
 
 pub async fn get_job(
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::JobView)?;
     let job_id = parse_id("job", &path)?;
     let (job, batches) = with_conn(&state.pool, move |conn| {
-        let job = jobs::find_job(conn, job_id)?
-            .ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+        let job = find_visible_job(conn, &principal, job_id)?;
         let batches = batches::list_job_batches(conn, job_id)?;
         Ok((job, batches))
     })
@@ -89,4 +100,16 @@ pub async fn get_job(
             })
             .collect(),
     }))
+}
+
+/// The job, if it exists and belongs to a retailer the caller sees; otherwise 404, the
+/// same answer whether the job is missing or another retailer's.
+pub fn find_visible_job(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    job_id: i64,
+) -> Result<Job, ApiError> {
+    jobs::find_job(conn, job_id)?
+        .filter(|job| principal.sees(&job.retailer_id))
+        .ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
 }

@@ -6,12 +6,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
 
 use super::error::ApiError;
+use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn};
 use crate::executor::Wakeup;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: DbPool,
+    pub tokens: TokenSettings,
     /// Wakes the in-process executor when a batch is accepted.
     pub wakeup: Wakeup,
 }

@@ -1,5 +1,6 @@
 //! Persistence: connections, schema and the queries, as plain functions over `&mut DbConnection`.
 
+pub mod accounts;
 pub mod batches;
 mod connection;
 pub mod jobs;
@@ -8,6 +9,7 @@ pub mod positions;
 pub mod results;
 pub mod schema;
 mod sql;
+pub mod tokens;
 
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,

@@ -137,3 +137,64 @@ pub struct UpsertedPosition {
     #[diesel(sql_type = BigInt)]
     pub created_version: i64,
 }
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::retailers)]
+pub struct Retailer {
+    pub id: String,
+    pub name: String,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::users)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub retailer_id: Option<String>,
+    pub permissions: String,
+    pub disabled: i32,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = super::schema::users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub retailer_id: Option<&'a str>,
+    pub permissions: &'a str,
+    pub disabled: i32,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::oauth_clients)]
+pub struct OauthClient {
+    pub id: i64,
+    pub client_id: String,
+    pub secret_hash: String,
+    pub disabled: i32,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = super::schema::tokens)]
+pub struct NewToken<'a> {
+    pub token_hash: &'a str,
+    pub kind: &'a str,
+    pub user_id: i64,
+    pub client_id: i64,
+    pub expires_at: NaiveDateTime,
+    pub created_on: NaiveDateTime,
+}
+
+/// The user behind a valid access token.
+#[derive(Queryable, Debug, Clone)]
+pub struct TokenOwner {
+    pub user_id: i64,
+    pub username: String,
+    pub retailer_id: Option<String>,
+    pub permissions: String,
+}

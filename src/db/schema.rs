@@ -61,4 +61,68 @@ diesel::table! {
 
 diesel::joinable!(batches -> jobs (job_id));
 diesel::joinable!(batch_results -> batches (batch_id));
-diesel::allow_tables_to_appear_in_same_query!(jobs, batches, batch_results, inventory_positions);
+
+diesel::table! {
+    retailers (id) {
+        id -> Text,
+        name -> Text,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        retailer_id -> Nullable<Text>,
+        permissions -> Text,
+        disabled -> Integer,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    oauth_clients (id) {
+        id -> BigInt,
+        client_id -> Text,
+        secret_hash -> Text,
+        disabled -> Integer,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tokens (token_hash) {
+        token_hash -> Text,
+        kind -> Text,
+        user_id -> BigInt,
+        client_id -> BigInt,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    login_failures (username) {
+        username -> Text,
+        failures -> Integer,
+        locked_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(users -> retailers (retailer_id));
+diesel::joinable!(tokens -> users (user_id));
+diesel::joinable!(tokens -> oauth_clients (client_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    jobs,
+    batches,
+    batch_results,
+    inventory_positions,
+    retailers,
+    users,
+    oauth_clients,
+    tokens,
+    login_failures,
+);

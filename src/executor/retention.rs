@@ -1,6 +1,6 @@
 //! Retention: COMPLETE batches (with their results) older than the retention period are
 //! deleted in bounded chunks on a schedule, then the jobs left without batches.
-//! Inventory positions are never pruned.
+//! Expired tokens go too. Inventory positions are never pruned.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{batches, jobs, DbPool};
+use crate::db::{batches, jobs, tokens, DbPool};
 
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
@@ -37,6 +37,8 @@ impl Default for RetentionConfig {
 pub struct PruneReport {
     pub batches: usize,
     pub jobs: usize,
+    /// Expired access and refresh tokens.
+    pub tokens: usize,
 }
 
 /// Deletes everything past retention, one chunk per statement, so no statement holds
@@ -65,6 +67,8 @@ pub fn prune(
             break;
         }
     }
+    let mut conn = pool.get().context("no database connection")?;
+    report.tokens = tokens::delete_expired_tokens(&mut conn, Utc::now().naive_utc())?;
     Ok(report)
 }
 

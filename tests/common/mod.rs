@@ -13,6 +13,9 @@ use diesel::{Connection, PgConnection};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use stockbatch::auth::accounts::{self, Bootstrap};
+use stockbatch::auth::Permission;
+use stockbatch::db::build_pool;
 use stockbatch::{Application, Config};
 
 pub const POSTGRES_URL_VAR: &str = "STOCKBATCH_TEST_POSTGRES_URL";
@@ -135,7 +138,9 @@ fn rand_suffix() -> u64 {
 /// A running service and an HTTP client for it.
 pub struct TestApp {
     pub base: String,
+    /// Logged in as the administrator created at first start.
     pub client: Client,
+    pub token: String,
     pub db: TestDb,
     handle: Option<ServerHandle>,
     thread: Option<JoinHandle<()>>,
@@ -151,6 +156,12 @@ impl TestApp {
         let mut config = Config::new(db.url(), "127.0.0.1:0");
         config.http_workers = 2;
         config.pool_size = 6;
+        config.bootstrap = Bootstrap {
+            admin_username: Some(ADMIN.to_owned()),
+            admin_password: Some(ADMIN_PASSWORD.to_owned()),
+            client_id: Some(CLIENT_ID.to_owned()),
+            client_secret: Some(CLIENT_SECRET.to_owned()),
+        };
         adjust(&mut config);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -169,16 +180,37 @@ impl TestApp {
             result.expect("service ran");
         });
         let (port, handle) = rx.recv().expect("service started").expect("service built");
+        let base = format!("http://127.0.0.1:{port}");
+        let token = login(&base, ADMIN, ADMIN_PASSWORD);
         TestApp {
-            base: format!("http://127.0.0.1:{port}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: client_with_token(&token),
+            base,
+            token,
             db,
             handle: Some(handle),
             thread: Some(thread),
         }
+    }
+
+    /// Creates a user straight in the database, as `stockbatch user create` does.
+    pub fn create_user(&self, username: &str, retailer: Option<&str>, permissions: &[Permission]) {
+        let pool = build_pool(self.db.url(), 1, Duration::from_secs(5)).expect("pool");
+        let mut conn = pool.get().expect("connection");
+        accounts::create_user(&mut conn, username, USER_PASSWORD, retailer, permissions)
+            .expect("create user");
+    }
+
+    /// A client logged in as `username` (whose password is [`USER_PASSWORD`]).
+    pub fn client_as(&self, username: &str) -> Client {
+        client_with_token(&login(&self.base, username, USER_PASSWORD))
+    }
+
+    /// A client that sends no Authorization header.
+    pub fn anonymous(&self) -> Client {
+        Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -264,6 +296,57 @@ impl Drop for TestApp {
             let _ = thread.join();
         }
     }
+}
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+pub const USER_PASSWORD: &str = "user-password-for-tests";
+
+/// The access token of a password grant, as Fluent clients request it (form body).
+pub fn login(base: &str, username: &str, password: &str) -> String {
+    let (status, body) = token_request(base, &[("username", username), ("password", password)]);
+    assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// `POST /oauth/token` with a password grant's form body plus `extra` fields.
+pub fn token_request(base: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut fields = vec![
+        ("grant_type", "password"),
+        ("client_id", CLIENT_ID),
+        ("client_secret", CLIENT_SECRET),
+        ("scope", "api"),
+    ];
+    for (key, value) in extra {
+        fields.retain(|(k, _)| k != key);
+        fields.push((key, value));
+    }
+    let body = serde_urlencoded::to_string(&fields).unwrap();
+    let response = Client::new()
+        .post(format!("{base}/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .expect("POST /oauth/token");
+    read(response)
+}
+
+pub fn client_with_token(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub fn read(response: reqwest::blocking::Response) -> (StatusCode, Value) {

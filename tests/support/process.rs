@@ -35,6 +35,10 @@ impl Service {
             ])
             .env("RUST_LOG", "info")
             .env("STOCKBATCH_POLL_INTERVAL_MS", "200")
+            .env("STOCKBATCH_ADMIN_USERNAME", crate::common::ADMIN)
+            .env("STOCKBATCH_ADMIN_PASSWORD", crate::common::ADMIN_PASSWORD)
+            .env("STOCKBATCH_CLIENT_ID", crate::common::CLIENT_ID)
+            .env("STOCKBATCH_CLIENT_SECRET", crate::common::CLIENT_SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -182,4 +186,38 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+#[derive(QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    t: String,
+}
+
+/// Runs a query returning one TEXT column `t` straight against the test database.
+pub fn texts(database_url: &str, sql: &str) -> Vec<String> {
+    let rows: Vec<Text> = if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let mut conn = SqliteConnection::establish(path).expect("open SQLite");
+        diesel::sql_query(sql).load(&mut conn).expect(sql)
+    } else {
+        let mut conn = PgConnection::establish(database_url).expect("open PostgreSQL");
+        diesel::sql_query(sql).load(&mut conn).expect(sql)
+    };
+    rows.into_iter().map(|r| r.t).collect()
+}
+
+/// Runs a statement straight against the test database.
+pub fn execute(database_url: &str, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        SqliteConnection::establish(path)
+            .expect("open SQLite")
+            .batch_execute(sql)
+            .expect(sql);
+    } else {
+        PgConnection::establish(database_url)
+            .expect("open PostgreSQL")
+            .batch_execute(sql)
+            .expect(sql);
+    }
 }

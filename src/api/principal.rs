@@ -1,0 +1,73 @@
+//! The bearer-token check every API route makes: the `Principal` extractor.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use chrono::Utc;
+
+use super::error::ApiError;
+use super::support::{with_conn, AppState};
+use crate::auth::permissions::parse_list;
+use crate::auth::secrets::token_hash;
+use crate::auth::{Permission, Principal};
+use crate::db::tokens;
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let hash = token_hash(&token?);
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let owner = with_conn(&state.pool, move |conn| {
+                Ok(tokens::find_access_token_owner(
+                    conn,
+                    &hash,
+                    Utc::now().naive_utc(),
+                )?)
+            })
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the access token is invalid or has expired".to_owned())
+            })?;
+            Ok(Principal {
+                user_id: owner.user_id,
+                username: owner.username,
+                retailer_id: owner.retailer_id,
+                permissions: parse_list(&owner.permissions).unwrap_or_default(),
+            })
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("an Authorization: Bearer <token> header is required".to_owned())
+    })?;
+    let malformed =
+        || ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned());
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
+        return Err(malformed());
+    }
+    Ok(token.to_owned())
+}
+
+/// 403 unless the caller holds `permission`.
+pub fn require(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    if principal.has(permission) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this user lacks the {permission} permission"
+        )))
+    }
+}

@@ -1,0 +1,142 @@
+//! Managing retailers, users and OAuth clients (the `stockbatch user|client|retailer`
+//! commands), and the administrator and client created on first start.
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::Connection;
+
+use super::permissions::{format_list, Permission};
+use super::secrets::{hash_secret, new_secret};
+use crate::db::models::NewUser;
+use crate::db::{accounts, DbConnection};
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+const MAX_NAME_CHARS: usize = 255;
+
+fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        bail!("{kind} must be 1 to {MAX_NAME_CHARS} characters");
+    }
+    Ok(())
+}
+
+/// Creates a user of `retailer_id` (registering the retailer if new), or an account
+/// administrator over all retailers when `retailer_id` is `None`.
+pub fn create_user(
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+    retailer_id: Option<&str>,
+    permissions: &[Permission],
+) -> anyhow::Result<i64> {
+    check_name("the username", username)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must be at least {MIN_PASSWORD_CHARS} characters");
+    }
+    let now = Utc::now().naive_utc();
+    let hash = hash_secret(password);
+    let permissions = format_list(permissions);
+    conn.transaction(|conn| {
+        if let Some(retailer) = retailer_id {
+            check_name("the retailer id", retailer)?;
+            accounts::ensure_retailer(conn, retailer, retailer, now)?;
+        }
+        let user = NewUser {
+            username,
+            password_hash: &hash,
+            retailer_id,
+            permissions: &permissions,
+            disabled: 0,
+            created_on: now,
+        };
+        accounts::insert_user(conn, &user).map_err(|e| exists_or(e, "user", username))
+    })
+}
+
+/// Creates an OAuth client with `secret`, or a generated one. Returns the secret: it is
+/// stored only as a hash, so this is the one time it can be shown.
+pub fn create_client(
+    conn: &mut DbConnection,
+    client_id: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<String> {
+    check_name("the client id", client_id)?;
+    let secret = secret.map_or_else(new_secret, str::to_owned);
+    if secret.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the client secret must be at least {MIN_PASSWORD_CHARS} characters");
+    }
+    accounts::insert_client(
+        conn,
+        client_id,
+        &hash_secret(&secret),
+        Utc::now().naive_utc(),
+    )
+    .map_err(|e| exists_or(e, "client", client_id))?;
+    Ok(secret)
+}
+
+pub fn create_retailer(
+    conn: &mut DbConnection,
+    id: &str,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    check_name("the retailer id", id)?;
+    if !accounts::ensure_retailer(conn, id, name.unwrap_or(id), Utc::now().naive_utc())? {
+        bail!("retailer {id} already exists");
+    }
+    Ok(())
+}
+
+fn exists_or(e: DieselError, kind: &str, name: &str) -> anyhow::Error {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            anyhow::anyhow!("{kind} {name} already exists")
+        }
+        e => anyhow::Error::new(e).context(format!("cannot create {kind} {name}")),
+    }
+}
+
+/// First-start credentials; what is not given is generated.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    pub admin_username: Option<String>,
+    pub admin_password: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// On a database with no users, creates an administrator with every permission; with no
+/// clients, an OAuth client. Returns lines for the console: generated secrets, shown once.
+pub fn bootstrap(conn: &mut DbConnection, given: &Bootstrap) -> anyhow::Result<Vec<String>> {
+    let mut console = Vec::new();
+    if accounts::count_users(conn)? == 0 {
+        let username = given.admin_username.as_deref().unwrap_or("admin");
+        let password = given.admin_password.clone().unwrap_or_else(new_secret);
+        match create_user(conn, username, &password, None, &Permission::ALL) {
+            Ok(_) if given.admin_password.is_none() => {
+                console.push(format!("administrator: {username}  password: {password}"))
+            }
+            Ok(_) => console.push(format!(
+                "administrator: {username} (password from STOCKBATCH_ADMIN_PASSWORD)"
+            )),
+            // Another node bootstrapped the same empty database at the same moment.
+            Err(e) if e.to_string().ends_with("already exists") => {}
+            Err(e) => return Err(e).context("cannot create the first administrator"),
+        }
+    }
+    if accounts::count_clients(conn)? == 0 {
+        let client_id = given.client_id.as_deref().unwrap_or("stockbatch");
+        match create_client(conn, client_id, given.client_secret.as_deref()) {
+            Ok(secret) if given.client_secret.is_none() => {
+                console.push(format!("OAuth client: {client_id}  secret: {secret}"))
+            }
+            Ok(_) => console.push(format!(
+                "OAuth client: {client_id} (secret from STOCKBATCH_CLIENT_SECRET)"
+            )),
+            Err(e) if e.to_string().ends_with("already exists") => {}
+            Err(e) => return Err(e).context("cannot create the first OAuth client"),
+        }
+    }
+    Ok(console)
+}

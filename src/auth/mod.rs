@@ -1,0 +1,12 @@
+//! Authentication and authorisation: OAuth grants, tokens, permissions, accounts.
+//! No HTTP here: `api/oauth.rs` and `api/principal.rs` are the edge.
+
+pub mod accounts;
+pub mod grants;
+pub mod permissions;
+pub mod principal;
+pub mod secrets;
+
+pub use grants::{GrantError, TokenResponse, TokenSettings};
+pub use permissions::Permission;
+pub use principal::Principal;

@@ -1,0 +1,45 @@
+//! Who is calling, and what they may see and do.
+
+use super::permissions::Permission;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: i64,
+    pub username: String,
+    /// The user's retailer; `None` for an account administrator over all retailers.
+    pub retailer_id: Option<String>,
+    pub permissions: Vec<Permission>,
+}
+
+impl Principal {
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// Whether this user may see data of `retailer_id`. Other retailers' data is
+    /// answered as if it did not exist.
+    pub fn sees(&self, retailer_id: &str) -> bool {
+        self.retailer_id
+            .as_deref()
+            .is_none_or(|own| own == retailer_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retailer_users_see_only_their_retailer() {
+        let mut p = Principal {
+            user_id: 1,
+            username: "u".into(),
+            retailer_id: Some("197".into()),
+            permissions: vec![Permission::JobView],
+        };
+        assert!(p.sees("197") && !p.sees("198"));
+        assert!(p.has(Permission::JobView) && !p.has(Permission::JobCreate));
+        p.retailer_id = None;
+        assert!(p.sees("198"));
+    }
+}
