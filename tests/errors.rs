@@ -363,3 +363,51 @@ fn the_openapi_document_describes_every_route() {
         }
     }
 }
+
+#[test]
+fn deeply_nested_or_huge_json_gets_clean_answers_and_the_service_stays_up() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend);
+        let job = app.create_job(json!("197"));
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+
+        let body = format!(r#"{{"name":{},"retailerId":"197"}}"#, deep(100_000));
+        let (status, response) = app.post_raw(JOB, Some("application/json"), body);
+        error_messages(backend, status, &response, StatusCode::BAD_REQUEST);
+
+        let (status, response) = app.post_raw(JOB, Some("application/json"), deep(200_000));
+        error_messages(backend, status, &response, StatusCode::BAD_REQUEST);
+
+        // Deep values inside records are record-level problems: the batch is accepted.
+        let record = format!(
+            r#"{{"retailerId":"197","locationRef":"L","qty":1,"skuRef":{},"attributes":{{"x":{}}}}}"#,
+            deep(100_000),
+            deep(1_000)
+        );
+        let body =
+            format!(r#"{{"action":"UPSERT","entityType":"INVENTORY","entities":[{record}]}}"#);
+        let (status, created) = app.post_raw(
+            &format!("{JOB}/{job}/batch"),
+            Some("application/json"),
+            body,
+        );
+        assert_eq!(status, StatusCode::OK, "{backend:?}: {created}");
+        let done = app.wait_complete(&job, created["id"].as_str().unwrap(), 10);
+        assert_eq!(
+            done["results"][0]["responseCode"], 400,
+            "{backend:?}: {done}"
+        );
+        let message = done["results"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("'skuRef' must be a string or an integer"),
+            "{message}"
+        );
+        assert!(
+            message.contains("'attributes' is nested too deeply"),
+            "{message}"
+        );
+
+        let (status, _) = app.get("/health");
+        assert_eq!(status, StatusCode::OK, "{backend:?}: still serving");
+    }
+}

@@ -441,3 +441,38 @@ fn host_port(url: &str) -> String {
     let rest = rest.rsplit('@').next().unwrap();
     rest.split('/').next().unwrap().to_owned()
 }
+
+#[test]
+fn a_second_executor_on_one_sqlite_file_is_refused_with_a_reason() {
+    let db = TestDb::new(Backend::Sqlite);
+    let _first = Service::start("executor-1", db.url(), "executor", &[]);
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_stockbatch"))
+        .args(["serve", "--role", "executor", "--database-url", db.url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second executor kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("SQLite runs one executor"), "{stderr}");
+
+    // An API-only process beside the executor is fine, and its batches run.
+    let api = Service::start("api", db.url(), "api", &[]);
+    let base = api.base();
+    let job = create_job(&base, "8");
+    let batch = post_batch(&base, &job, &[record("8", "L", "S", 1)]);
+    let done = wait_for_status(&base, &job, &batch, "COMPLETE", Duration::from_secs(20));
+    assert_all_results(&done, 1, 200);
+}

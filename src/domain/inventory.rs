@@ -204,6 +204,10 @@ fn check_attributes(raw: Option<&RawValue>) -> Result<Option<String>, String> {
             "'attributes' must be at most {MAX_ATTRIBUTES_BYTES} bytes"
         ));
     }
+    // Stored as given and served back parsed: it must parse within serde_json's depth limit.
+    if serde_json::from_str::<serde_json::Value>(text).is_err() {
+        return Err("'attributes' is nested too deeply".to_owned());
+    }
     Ok(Some(text.to_owned()))
 }
 
