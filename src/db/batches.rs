@@ -4,10 +4,11 @@ use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::sql_types::{Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
 use super::schema::batches;
+use super::sql::delete_before;
 use super::DbConnection;
 
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
@@ -70,6 +71,16 @@ pub fn claim_next_batch(
     }
 }
 
+/// The batch `id` while it runs under a lease held by `owner`.
+macro_rules! held_by {
+    ($id:expr, $owner:expr) => {
+        batches::table
+            .filter(batches::id.eq($id))
+            .filter(batches::status.eq(RUNNING))
+            .filter(batches::lease_owner.eq($owner))
+    };
+}
+
 /// Marks a batch `COMPLETE` if `owner` still holds it. Returns whether it did: `false`
 /// means the lease was lost and the caller's transaction must roll back.
 pub fn complete_batch(
@@ -78,37 +89,27 @@ pub fn complete_batch(
     owner: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(
-        batches::table
-            .filter(batches::id.eq(id))
-            .filter(batches::status.eq(RUNNING))
-            .filter(batches::lease_owner.eq(owner)),
-    )
-    .set((
-        batches::status.eq(COMPLETE),
-        batches::completed_on.eq(Some(now)),
-        batches::entities.eq(None::<String>),
-        batches::lease_owner.eq(None::<String>),
-        batches::lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
+    let updated = diesel::update(held_by!(id, owner))
+        .set((
+            batches::status.eq(COMPLETE),
+            batches::completed_on.eq(Some(now)),
+            batches::entities.eq(None::<String>),
+            batches::lease_owner.eq(None::<String>),
+            batches::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
     Ok(updated == 1)
 }
 
 /// Hands a batch held by `owner` back to the queue for another attempt.
 pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    let updated = diesel::update(
-        batches::table
-            .filter(batches::id.eq(id))
-            .filter(batches::status.eq(RUNNING))
-            .filter(batches::lease_owner.eq(owner)),
-    )
-    .set((
-        batches::status.eq(PENDING),
-        batches::lease_owner.eq(None::<String>),
-        batches::lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
+    let updated = diesel::update(held_by!(id, owner))
+        .set((
+            batches::status.eq(PENDING),
+            batches::lease_owner.eq(None::<String>),
+            batches::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
     Ok(updated == 1)
 }
 
@@ -124,14 +125,6 @@ pub fn requeue_running_batches(conn: &mut DbConnection) -> QueryResult<usize> {
         .execute(conn)
 }
 
-/// Counts batches not yet `COMPLETE`.
-pub fn count_unfinished_batches(conn: &mut DbConnection) -> QueryResult<i64> {
-    batches::table
-        .filter(batches::status.ne(COMPLETE))
-        .count()
-        .get_result(conn)
-}
-
 /// Extends the lease `owner` holds on a running batch. `false`: the lease is gone.
 pub fn renew_lease(
     conn: &mut DbConnection,
@@ -139,14 +132,9 @@ pub fn renew_lease(
     owner: &str,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(
-        batches::table
-            .filter(batches::id.eq(id))
-            .filter(batches::status.eq(RUNNING))
-            .filter(batches::lease_owner.eq(owner)),
-    )
-    .set(batches::lease_expires_at.eq(Some(until)))
-    .execute(conn)?;
+    let updated = diesel::update(held_by!(id, owner))
+        .set(batches::lease_expires_at.eq(Some(until)))
+        .execute(conn)?;
     Ok(updated == 1)
 }
 
@@ -168,21 +156,11 @@ pub fn delete_completed_batches_before(
     cutoff: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
-    let delete = |sql| {
-        sql_query(sql)
-            .bind::<Timestamp, _>(cutoff)
-            .bind::<BigInt, _>(limit)
-    };
-    match conn {
-        DbConnection::Sqlite(c) => delete(
-            "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
-             WHERE status = 'COMPLETE' AND created_on < ? ORDER BY id LIMIT ?)",
-        )
-        .execute(c),
-        DbConnection::Pg(c) => delete(
-            "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
-             WHERE status = 'COMPLETE' AND created_on < $1 ORDER BY id LIMIT $2)",
-        )
-        .execute(c),
-    }
+    delete_before(
+        conn,
+        "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
+         WHERE status = 'COMPLETE' AND created_on < $1 ORDER BY id LIMIT $2)",
+        cutoff,
+        limit,
+    )
 }

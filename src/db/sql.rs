@@ -1,4 +1,12 @@
-//! Small builders for the multi-row statements SQLite needs.
+//! Small helpers for SQL written per backend: multi-row statements for SQLite, and
+//! statements whose placeholders differ (`$n` for PostgreSQL, `?n` for SQLite).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_query;
+use diesel::sql_types::{BigInt, Timestamp};
+
+use super::DbConnection;
 
 /// SQLite refuses statements with more than this many bound parameters.
 pub const SQLITE_MAX_BINDS: usize = 32_766;
@@ -12,6 +20,23 @@ pub fn sqlite_values(rows: usize, columns: usize) -> String {
 /// How many rows of `columns` values fit in one SQLite statement, capped at `cap`.
 pub fn sqlite_rows_per_statement(columns: usize, cap: usize) -> usize {
     (SQLITE_MAX_BINDS / columns).min(cap)
+}
+
+/// Runs a bounded delete written with `$1` (the cutoff) and `$2` (the limit). SQLite reads
+/// `$1` as a named parameter, so one text serves both backends.
+pub fn delete_before(
+    conn: &mut DbConnection,
+    sql: &str,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    let query = sql_query(sql)
+        .bind::<Timestamp, _>(cutoff)
+        .bind::<BigInt, _>(limit);
+    match conn {
+        DbConnection::Sqlite(c) => query.execute(c),
+        DbConnection::Pg(c) => query.execute(c),
+    }
 }
 
 #[cfg(test)]
