@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use crate::api::{self, ApiError, AppState};
 use crate::auth::accounts::bootstrap;
 use crate::config::Config;
-use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, DbPool};
+use crate::db::{
+    batches, build_pool, run_migrations, Backend, ConnectionManager, DbPool, WriteGate,
+};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
@@ -37,6 +39,7 @@ impl Application {
         log::info!("{} database ready", backend.name());
 
         let wakeup = Wakeup::default();
+        let gate = WriteGate::for_backend(backend);
         let (server, port) = if config.role.runs_api() {
             let listener = TcpListener::bind(&config.bind_addr)
                 .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
@@ -69,7 +72,7 @@ impl Application {
                 }
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
-            let executor = Executor::new(pool.clone(), config.executor.clone());
+            let executor = Executor::new(pool.clone(), config.executor.clone(), gate.clone());
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
             None

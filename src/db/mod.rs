@@ -10,7 +10,9 @@ pub mod results;
 pub mod schema;
 mod sql;
 pub mod tokens;
+mod write_gate;
 
+pub use write_gate::WriteGate;
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };

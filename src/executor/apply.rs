@@ -9,7 +9,7 @@ use diesel::Connection;
 use serde_json::value::RawValue;
 
 use crate::db::models::{ClaimedBatch, NewResult, PositionWrite};
-use crate::db::{batches, positions, results, DbConnection};
+use crate::db::{batches, positions, results, DbConnection, WriteGate};
 use crate::domain::inventory::{
     check_record, InventoryRecord, RecordError, CODE_FAILED, CODE_OK, CREATED, UPDATED,
 };
@@ -42,6 +42,7 @@ enum TxError {
 /// Applies `batch`, posted to a job of `job_retailer_id`, while `owner` holds its lease.
 pub fn apply_batch(
     conn: &mut DbConnection,
+    gate: &WriteGate,
     batch: &ClaimedBatch,
     job_retailer_id: &str,
     owner: &str,
@@ -61,50 +62,57 @@ pub fn apply_batch(
     let passes = distinct_key_passes(&checked);
     let version_base = batch.id * VERSION_STRIDE;
 
-    let outcome = conn.transaction::<_, TxError, _>(|conn| {
-        let now = Utc::now().naive_utc();
-        // Per record: the position it landed on and whether that position is new.
-        let mut landed: Vec<Option<(i64, bool)>> = vec![None; checked.len()];
-        for pass in &passes {
-            let writes: Vec<PositionWrite> = pass
-                .iter()
-                .map(|&i| {
-                    position_write(
-                        checked[i].as_ref().expect("passes hold valid records"),
-                        version_base + i as i64,
-                    )
-                })
-                .collect();
-            for upserted in positions::upsert_positions(conn, &writes, now)? {
-                let index = (upserted.version - version_base) as usize;
-                landed[index] = Some((upserted.id, upserted.created_version == upserted.version));
+    let outcome = gate.executor(|| {
+        conn.transaction::<_, TxError, _>(|conn| {
+            let now = Utc::now().naive_utc();
+            // Per record: the position it landed on and whether that position is new.
+            let mut landed: Vec<Option<(i64, bool)>> = vec![None; checked.len()];
+            for pass in &passes {
+                let writes: Vec<PositionWrite> = pass
+                    .iter()
+                    .map(|&i| {
+                        position_write(
+                            checked[i].as_ref().expect("passes hold valid records"),
+                            version_base + i as i64,
+                        )
+                    })
+                    .collect();
+                for upserted in positions::upsert_positions(conn, &writes, now)? {
+                    let index = (upserted.version - version_base) as usize;
+                    landed[index] =
+                        Some((upserted.id, upserted.created_version == upserted.version));
+                }
+                let superseded: Vec<usize> = pass
+                    .iter()
+                    .copied()
+                    .filter(|&i| landed[i].is_none())
+                    .collect();
+                for i in superseded {
+                    // A newer batch already wrote this position: it stands, and this record
+                    // reports the position it would have updated.
+                    let r = checked[i].as_ref().expect("passes hold valid records");
+                    let id = positions::find_position_id(
+                        conn,
+                        &r.retailer_id,
+                        &r.location_ref,
+                        &r.sku_ref,
+                    )?;
+                    landed[i] = id.map(|id| (id, false));
+                }
             }
-            let superseded: Vec<usize> = pass
-                .iter()
-                .copied()
-                .filter(|&i| landed[i].is_none())
-                .collect();
-            for i in superseded {
-                // A newer batch already wrote this position: it stands, and this record
-                // reports the position it would have updated.
-                let r = checked[i].as_ref().expect("passes hold valid records");
-                let id =
-                    positions::find_position_id(conn, &r.retailer_id, &r.location_ref, &r.sku_ref)?;
-                landed[i] = id.map(|id| (id, false));
+            #[cfg(feature = "fault-injection")]
+            fault_injection::inside_transaction();
+            let rows = result_rows(&checked, &landed);
+            results::insert_results(conn, batch.id, &rows)?;
+            if !batches::complete_batch(conn, batch.id, owner, now)? {
+                return Err(TxError::LeaseLost);
             }
-        }
-        #[cfg(feature = "fault-injection")]
-        fault_injection::inside_transaction();
-        let rows = result_rows(&checked, &landed);
-        results::insert_results(conn, batch.id, &rows)?;
-        if !batches::complete_batch(conn, batch.id, owner, now)? {
-            return Err(TxError::LeaseLost);
-        }
-        let applied = rows.iter().filter(|r| r.response_code == CODE_OK).count();
-        Ok(BatchSummary {
-            records: rows.len(),
-            applied,
-            rejected: rows.len() - applied,
+            let applied = rows.iter().filter(|r| r.response_code == CODE_OK).count();
+            Ok(BatchSummary {
+                records: rows.len(),
+                applied,
+                rejected: rows.len() - applied,
+            })
         })
     });
     match outcome {
@@ -117,6 +125,7 @@ pub fn apply_batch(
 /// Completes a batch that cannot be applied: every record gets a 500 result saying why.
 pub fn fail_batch(
     conn: &mut DbConnection,
+    gate: &WriteGate,
     batch: &ClaimedBatch,
     owner: &str,
     reason: &str,
@@ -130,13 +139,15 @@ pub fn fail_batch(
             message: format!("not applied: {reason}"),
         })
         .collect();
-    let completed = conn.transaction::<_, TxError, _>(|conn| {
-        results::insert_results(conn, batch.id, &rows)?;
-        if batches::complete_batch(conn, batch.id, owner, Utc::now().naive_utc())? {
-            Ok(())
-        } else {
-            Err(TxError::LeaseLost)
-        }
+    let completed = gate.executor(|| {
+        conn.transaction::<_, TxError, _>(|conn| {
+            results::insert_results(conn, batch.id, &rows)?;
+            if batches::complete_batch(conn, batch.id, owner, Utc::now().naive_utc())? {
+                Ok(())
+            } else {
+                Err(TxError::LeaseLost)
+            }
+        })
     });
     match completed {
         Ok(()) => Ok(true),

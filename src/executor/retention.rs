@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{batches, jobs, tokens, DbPool};
+use crate::db::{batches, jobs, tokens, DbPool, WriteGate};
 
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
@@ -45,6 +45,7 @@ pub struct PruneReport {
 /// locks for long. Stops early when `stopping` is set.
 pub fn prune(
     pool: &DbPool,
+    gate: &WriteGate,
     config: &RetentionConfig,
     stopping: &AtomicBool,
 ) -> anyhow::Result<PruneReport> {
@@ -53,7 +54,9 @@ pub fn prune(
     let mut report = PruneReport::default();
     loop {
         let mut conn = pool.get().context("no database connection")?;
-        let deleted = batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk)?;
+        let deleted = gate.executor(|| {
+            batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk)
+        })?;
         report.batches += deleted;
         if deleted < config.chunk as usize || stopping.load(Ordering::SeqCst) {
             break;
@@ -61,19 +64,22 @@ pub fn prune(
     }
     loop {
         let mut conn = pool.get().context("no database connection")?;
-        let deleted = jobs::delete_empty_jobs_before(&mut conn, cutoff, config.chunk * 100)?;
+        let deleted = gate
+            .executor(|| jobs::delete_empty_jobs_before(&mut conn, cutoff, config.chunk * 100))?;
         report.jobs += deleted;
         if deleted < (config.chunk * 100) as usize || stopping.load(Ordering::SeqCst) {
             break;
         }
     }
     let mut conn = pool.get().context("no database connection")?;
-    report.tokens = tokens::delete_expired_tokens(&mut conn, Utc::now().naive_utc())?;
+    report.tokens =
+        gate.executor(|| tokens::delete_expired_tokens(&mut conn, Utc::now().naive_utc()))?;
     Ok(report)
 }
 
 pub fn spawn_pruner(
     pool: DbPool,
+    gate: WriteGate,
     config: RetentionConfig,
     sleeper: Wakeup,
     stopping: Arc<AtomicBool>,
@@ -82,7 +88,7 @@ pub fn spawn_pruner(
         .name("retention".into())
         .spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
-                match prune(&pool, &config, &stopping) {
+                match prune(&pool, &gate, &config, &stopping) {
                     Ok(report) if report != PruneReport::default() => {
                         log::info!(
                             "retention: pruned {} batches and {} jobs",

@@ -17,7 +17,7 @@ use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, jobs, DbConnection, DbPool};
+use crate::db::{batches, jobs, DbConnection, DbPool, WriteGate};
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -49,16 +49,19 @@ pub enum Step {
 pub struct Executor {
     pool: DbPool,
     config: ExecutorConfig,
+    gate: WriteGate,
     owner: String,
 }
 
 impl Executor {
-    pub fn new(pool: DbPool, config: ExecutorConfig) -> Self {
+    /// An executor writing through `gate`, shared with the API of the same process.
+    pub fn new(pool: DbPool, config: ExecutorConfig, gate: WriteGate) -> Self {
         let nanos = Utc::now().timestamp_subsec_nanos();
         let owner = format!("executor-{}-{nanos:08x}", std::process::id());
         Executor {
             pool,
             config,
+            gate,
             owner,
         }
     }
@@ -69,14 +72,16 @@ impl Executor {
         let mut conn = self.pool.get().context("no database connection")?;
         let now = Utc::now().naive_utc();
         let lease_until = now + lease_delta(self.config.lease);
-        let Some(batch) = batches::claim_next_batch(&mut conn, &self.owner, now, lease_until)
+        let Some(batch) = self
+            .gate
+            .executor(|| batches::claim_next_batch(&mut conn, &self.owner, now, lease_until))
             .context("claiming a batch failed")?
         else {
             return Ok(Step::QueueEmpty);
         };
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
-            fail_batch(&mut conn, &batch, &self.owner, &reason)?;
+            fail_batch(&mut conn, &self.gate, &batch, &self.owner, &reason)?;
             log::error!("batch {} COMPLETE with 500 results: {reason}", batch.id);
             return Ok(Step::Processed(batch.id));
         }
@@ -92,7 +97,7 @@ impl Executor {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let job =
                     jobs::find_job(&mut conn, batch.job_id)?.context("the batch's job is gone")?;
-                apply_batch(&mut conn, &batch, &job.retailer_id, &self.owner)
+                apply_batch(&mut conn, &self.gate, &batch, &job.retailer_id, &self.owner)
             }));
             drop(finished);
             outcome
@@ -162,14 +167,15 @@ impl Executor {
                 batch.attempts
             );
             let reason = format!("processing failed {} times", batch.attempts);
-            fail_batch(&mut conn, batch, &self.owner, &reason)?;
+            fail_batch(&mut conn, &self.gate, batch, &self.owner, &reason)?;
         } else {
             log::warn!(
                 "batch {} attempt {} failed: {failure}; will retry",
                 batch.id,
                 batch.attempts
             );
-            batches::release_batch(&mut conn, batch.id, &self.owner)
+            self.gate
+                .executor(|| batches::release_batch(&mut conn, batch.id, &self.owner))
                 .context("releasing the batch failed")?;
         }
         Ok(())
@@ -187,6 +193,7 @@ impl Executor {
         let pruner_sleep = Wakeup::default();
         let mut threads = vec![spawn_pruner(
             self.pool.clone(),
+            self.gate.clone(),
             retention,
             pruner_sleep.clone(),
             stopping.clone(),

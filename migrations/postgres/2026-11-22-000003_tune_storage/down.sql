@@ -1,0 +1,2 @@
+ALTER TABLE batches ALTER COLUMN entities SET STORAGE EXTENDED;
+ALTER TABLE inventory_positions RESET (fillfactor);

@@ -1,0 +1,2 @@
+-- PostgreSQL storage tuning only (fillfactor, TOAST); SQLite has no equivalent.
+SELECT 1;

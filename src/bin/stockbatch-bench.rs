@@ -1,0 +1,108 @@
+//! stockbatch-bench: stockbatch as retailer integrations see it, against the limit.
+//!
+//! ```sh
+//! cargo run --release --bin stockbatch-bench -- --db sqlite --batches 200 --clients 4
+//! cargo run --release --bin stockbatch-bench -- --db postgres --markdown bench.md
+//! cargo run --release --bin stockbatch-bench -- --db sqlite --smoke   # CI: small, all checks
+//! ```
+//!
+//! One run: starts the `stockbatch` binary beside this one (`cargo build --release` builds
+//! both; under `cargo run` it is rebuilt first) on a fresh database; posts the batches from
+//! concurrent clients twice (pass 1 creates the positions, pass 2 updates them), waits for
+//! every batch, reads back and checks every result; measures throughput, latencies and the
+//! service's memory; then does the same writes straight from Rust ("the limit") by several
+//! methods, and prints every figure. Exits non-zero if any check failed.
+
+#[path = "stockbatch-bench/api.rs"]
+mod api;
+#[path = "stockbatch-bench/args.rs"]
+mod args;
+#[path = "stockbatch-bench/limit.rs"]
+mod limit;
+#[path = "stockbatch-bench/pass.rs"]
+mod pass;
+#[path = "stockbatch-bench/report.rs"]
+mod report;
+#[path = "stockbatch-bench/service.rs"]
+mod service;
+#[path = "stockbatch-bench/workload.rs"]
+mod workload;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::api::Api;
+use crate::args::Args;
+use crate::pass::Context as PassContext;
+use crate::service::{Credentials, FreshDb, Service};
+use crate::workload::{Checks, EntityIds};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("stockbatch-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` when a check failed.
+fn run() -> anyhow::Result<bool> {
+    let args = Args::parse_checked()?;
+    let exe = service::service_binary()?;
+    let checks = Checks::default();
+
+    let db = FreshDb::create(args.db, &args.postgres_url)?;
+    let creds = Credentials::generate();
+    let service = Service::start(&exe, db.url(), &creds, args.service_log.as_deref())?;
+    eprintln!(
+        "service {} (pid {}) on {}",
+        service.base,
+        service.pid(),
+        args.db.name()
+    );
+    let api = Api::connect(&service.base, &creds)?;
+    if !api.authenticated() {
+        eprintln!("/oauth/token answered 404: going on without a token");
+    }
+    let ids = EntityIds::new(args.total_records());
+    let probe_ids = EntityIds::new(args.repeats * args.records);
+    let cx = PassContext {
+        api: &api,
+        service: &service,
+        args: &args,
+        checks: &checks,
+        ids: &ids,
+        probe_ids: &probe_ids,
+    };
+    let passes = pass::run(&cx, 1).and_then(|p1| Ok((p1, pass::run(&cx, 2)?)));
+    let log_tail = service.log_tail();
+    let stopped = service.stop();
+    let (pass1, pass2) =
+        passes.with_context(|| format!("the service's last log lines:\n{log_tail}"))?;
+    let status = stopped?;
+    checks.ensure(status.success(), || {
+        format!("the service exited with {status} on SIGTERM")
+    });
+    drop(db);
+
+    let limits = limit::run(&args, &checks)?;
+    let report = report::build(&args, [&pass1, &pass2], &limits, api.authenticated());
+    print!("{}", report.text());
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.markdown())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if checks.count() > 0 {
+        eprintln!("FAILED: {} checks failed; the first:", checks.count());
+        for failure in checks.first() {
+            eprintln!("  {failure}");
+        }
+        return Ok(false);
+    }
+    eprintln!("all checks passed");
+    Ok(true)
+}
