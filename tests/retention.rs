@@ -56,7 +56,13 @@ fn pruning_removes_old_batches_in_chunks_and_keeps_positions() {
             chunk: 2,
             ..RetentionConfig::default()
         };
-        let report = prune(&pool, &WriteGate::default(), &config, &AtomicBool::new(false)).unwrap();
+        let report = prune(
+            &pool,
+            &WriteGate::default(),
+            &config,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!((report.batches, report.jobs), (5, 1), "{backend:?}");
         assert_eq!(
             report.tokens, 0,
@@ -87,7 +93,13 @@ fn pruning_removes_old_batches_in_chunks_and_keeps_positions() {
         let (status, _) = app.get(&format!("/api/v4.1/job/{new_job}"));
         assert_eq!(status, 200, "{backend:?}");
         assert_eq!(
-            prune(&pool, &WriteGate::default(), &config, &AtomicBool::new(false)).unwrap(),
+            prune(
+                &pool,
+                &WriteGate::default(),
+                &config,
+                &AtomicBool::new(false)
+            )
+            .unwrap(),
             Default::default()
         );
     }

@@ -12,7 +12,7 @@ mod sql;
 pub mod tokens;
 mod write_gate;
 
-pub use write_gate::WriteGate;
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };
+pub use write_gate::WriteGate;
