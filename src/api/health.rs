@@ -1,4 +1,4 @@
-//! `GET /health` and the OpenAPI document: public, for load balancers and client generators.
+//! `GET /health`: public, for load balancers.
 
 use actix_web::{web, HttpResponse};
 use diesel::connection::SimpleConnection;
@@ -15,10 +15,4 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "UP" })))
-}
-
-pub async fn openapi_yaml() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/yaml")
-        .body(include_str!("../../openapi.yaml"))
 }

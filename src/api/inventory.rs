@@ -58,6 +58,15 @@ pub async fn list_positions(
     require(&principal, Permission::InventoryView)?;
     let query = query.into_inner();
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
+    // Stored text never holds NUL (record checks refuse it), and PostgreSQL cannot even
+    // compare with it: such a filter matches nothing.
+    let filters = [&query.retailer_id, &query.sku_ref, &query.location_ref];
+    if filters
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|f| f.contains('\0')))
+    {
+        return Ok(HttpResponse::Ok().json(empty_page(page)));
+    }
     // A retailer's user sees only that retailer's positions; asking for another's finds none.
     let retailer_id = match (&principal.retailer_id, query.retailer_id) {
         (None, asked) => asked,

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, request and response shapes, and the error mapping.
 
 mod batches;
+mod docs;
 mod error;
 mod health;
 mod inventory;
@@ -14,32 +15,56 @@ use actix_web::web;
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
 pub use support::{not_found, AppState};
 
+/// Every route served, with the methods it serves (its `Allow` header). `openapi.yaml`
+/// documents exactly these: `tests/contract.rs` checks both ways, and [`configure`] refuses
+/// to mount a path missing here. Paths are spelt as in the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/oauth/token", "POST"),
+    ("/api/v4.1/job", "POST"),
+    ("/api/v4.1/job/{jobId}", "GET"),
+    ("/api/v4.1/job/{jobId}/batch", "POST"),
+    ("/api/v4.1/job/{jobId}/batch/{batchId}", "GET"),
+    ("/api/v4.1/inventory", "GET"),
+    ("/health", "GET, HEAD"),
+    ("/openapi.yaml", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/docs/redoc.standalone.js", "GET"),
+];
+
 /// Mounts every route. API routes take a [`crate::auth::Principal`]: a bearer token is
-/// required; `/oauth/token`, `/health` and `/openapi.yaml` are public. Each resource answers a wrong method with 405 (see
-/// [`json_error_body`] for the body); unknown paths get 404 from the app's default service.
+/// required; `/oauth/token`, `/health`, the OpenAPI document and `/docs` are public. Each
+/// resource answers a wrong method with 405 (see [`json_error_body`] for the body); unknown
+/// paths get 404 from the app's default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/oauth/token", "POST").route(web::post().to(oauth::token)))
-        .service(resource("/api/v4.1/job", "POST").route(web::post().to(jobs::create_job)))
-        .service(resource("/api/v4.1/job/{job_id}", "GET").route(web::get().to(jobs::get_job)))
+    cfg.service(resource("/oauth/token").route(web::post().to(oauth::token)))
+        .service(resource("/api/v4.1/job").route(web::post().to(jobs::create_job)))
+        .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(jobs::get_job)))
         .service(
-            resource("/api/v4.1/job/{job_id}/batch", "POST")
-                .route(web::post().to(batches::create_batch)),
+            resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(batches::create_batch)),
         )
         .service(
-            resource("/api/v4.1/job/{job_id}/batch/{batch_id}", "GET")
+            resource("/api/v4.1/job/{jobId}/batch/{batchId}")
                 .route(web::get().to(batches::get_batch)),
         )
+        .service(resource("/api/v4.1/inventory").route(web::get().to(inventory::list_positions)))
         .service(
-            resource("/api/v4.1/inventory", "GET").route(web::get().to(inventory::list_positions)),
-        )
-        .service(
-            resource("/health", "GET, HEAD")
+            resource("/health")
                 .route(web::get().to(health::health))
                 .route(web::head().to(health::health)),
         )
-        .service(resource("/openapi.yaml", "GET").route(web::get().to(health::openapi_yaml)));
+        .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
+        .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+        .service(resource("/docs").route(web::get().to(docs::page)))
+        .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)));
 }
 
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+/// A resource for one of [`ROUTES`], answering the methods it does not serve with 405.
+fn resource(path: &'static str) -> actix_web::Resource {
+    let allow = ROUTES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, allow)| *allow)
+        .unwrap_or_else(|| panic!("{path} is not listed in api::ROUTES"));
     web::resource(path).default_service(web::to(support::method_not_allowed(allow)))
 }

@@ -32,7 +32,7 @@ pub async fn token(
     }
 }
 
-/// Form body first, then the query string, then HTTP Basic client credentials.
+/// The parameters from the form body, the query string and HTTP Basic client credentials.
 fn read_request(req: &HttpRequest, body: &[u8]) -> Result<TokenRequest, String> {
     let query: TokenRequest = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| format!("invalid query string: {e}"))?;
@@ -46,15 +46,13 @@ fn read_request(req: &HttpRequest, body: &[u8]) -> Result<TokenRequest, String> 
         TokenRequest::default()
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         serde_urlencoded::from_bytes(body).map_err(|e| format!("invalid form body: {e}"))?
-    } else if content_type.starts_with("application/json") {
-        serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?
     } else {
         return Err(
             "send the parameters as application/x-www-form-urlencoded or in the query string"
                 .to_owned(),
         );
     };
-    Ok(form.or(query).or(basic_client_credentials(req)))
+    form.merge(query)?.merge(basic_client_credentials(req))
 }
 
 /// Client credentials from an `Authorization: Basic base64(client_id:client_secret)` header.

@@ -49,17 +49,27 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    /// Fills what `self` lacks from `fallback` (a form body wins over the query string).
-    pub fn or(self, fallback: TokenRequest) -> TokenRequest {
-        TokenRequest {
-            grant_type: self.grant_type.or(fallback.grant_type),
-            username: self.username.or(fallback.username),
-            password: self.password.or(fallback.password),
-            client_id: self.client_id.or(fallback.client_id),
-            client_secret: self.client_secret.or(fallback.client_secret),
-            scope: self.scope.or(fallback.scope),
-            refresh_token: self.refresh_token.or(fallback.refresh_token),
+    /// Combines the parameters of two places (form body, query string, HTTP Basic). A
+    /// parameter may come from either; one given in both must have the same value there,
+    /// or the request is ambiguous and refused (RFC 6749 §3.1: no parameter twice).
+    pub fn merge(self, other: TokenRequest) -> Result<TokenRequest, String> {
+        fn one(name: &str, a: Option<String>, b: Option<String>) -> Result<Option<String>, String> {
+            match (a, b) {
+                (Some(a), Some(b)) if a != b => {
+                    Err(format!("'{name}' is given twice, with different values"))
+                }
+                (a, b) => Ok(a.or(b)),
+            }
         }
+        Ok(TokenRequest {
+            grant_type: one("grant_type", self.grant_type, other.grant_type)?,
+            username: one("username", self.username, other.username)?,
+            password: one("password", self.password, other.password)?,
+            client_id: one("client_id", self.client_id, other.client_id)?,
+            client_secret: one("client_secret", self.client_secret, other.client_secret)?,
+            scope: one("scope", self.scope, other.scope)?,
+            refresh_token: one("refresh_token", self.refresh_token, other.refresh_token)?,
+        })
     }
 }
 
@@ -142,10 +152,17 @@ pub fn grant(
 }
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GrantError> {
-    value
+    let value = value
         .as_deref()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| GrantError::InvalidRequest(format!("'{name}' is required")))
+        .ok_or_else(|| GrantError::InvalidRequest(format!("'{name}' is required")))?;
+    // No name, secret or token holds one, and PostgreSQL text cannot even be compared with one.
+    if value.contains('\0') {
+        return Err(GrantError::InvalidRequest(format!(
+            "'{name}' must not contain NUL characters"
+        )));
+    }
+    Ok(value)
 }
 
 fn authenticate_client(
@@ -272,20 +289,33 @@ mod tests {
     }
 
     #[test]
-    fn the_body_wins_over_the_query() {
+    fn places_combine_and_may_repeat_but_not_disagree() {
         let body = TokenRequest {
             username: Some("a".into()),
+            scope: Some("api".into()),
             ..Default::default()
         };
         let query = TokenRequest {
-            username: Some("b".into()),
             password: Some("p".into()),
+            scope: Some("api".into()),
             ..Default::default()
         };
-        let merged = body.or(query);
+        let merged = body.clone().merge(query).unwrap();
         assert_eq!(
-            (merged.username.as_deref(), merged.password.as_deref()),
-            (Some("a"), Some("p"))
+            (
+                merged.username.as_deref(),
+                merged.password.as_deref(),
+                merged.scope.as_deref()
+            ),
+            (Some("a"), Some("p"), Some("api"))
+        );
+        let conflicting = TokenRequest {
+            scope: Some("other".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            body.merge(conflicting).unwrap_err(),
+            "'scope' is given twice, with different values"
         );
     }
 }

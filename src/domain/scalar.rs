@@ -129,6 +129,10 @@ fn checked_text(field: &str, value: &Scalar, max: usize) -> Result<String, Strin
     if text.chars().count() > max {
         return Err(format!("'{field}' must be at most {max} characters"));
     }
+    // PostgreSQL text cannot hold NUL, and no identifier needs one.
+    if text.contains('\0') {
+        return Err(format!("'{field}' must not contain NUL characters"));
+    }
     Ok(text)
 }
 
@@ -207,6 +211,10 @@ mod tests {
             Err("'skuRef' must not be blank".into())
         );
         assert_eq!(optional_text("ref", Some(&parse("\"\"")), 255), Ok(None));
+        assert_eq!(
+            optional_text("ref", Some(&parse("\"a\\u0000b\"")), 255),
+            Err("'ref' must not contain NUL characters".into())
+        );
         assert_eq!(
             optional_text("ref", Some(&parse("true")), 255),
             Err("'ref' must be a string or an integer".into())
