@@ -51,6 +51,7 @@ impl Application {
                     pool: pool.clone(),
                     tokens: config.tokens.clone(),
                     wakeup: wakeup.clone(),
+                    gate: gate.clone(),
                 },
             )?;
             log::info!(

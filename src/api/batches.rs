@@ -55,7 +55,7 @@ pub async fn create_batch(
     require(&principal, Permission::BatchCreate)?;
     require_json(&req)?;
     let job_id = parse_id("job", &path)?;
-    let pool = state.pool.clone();
+    let (pool, gate) = (state.pool.clone(), state.gate.clone());
     let id = blocking(move || {
         // The body is checked before a connection is taken: a bad request is a 400 even
         // while the database is away.
@@ -78,7 +78,7 @@ pub async fn create_batch(
             attempts: 0,
             created_on: now,
         };
-        let id = batches::insert_batch(conn, &batch)?;
+        let id = gate.api(|| batches::insert_batch(conn, &batch))?;
         if let Err(e) = batches::notify_batch_accepted(conn) {
             // The batch is stored; executors' polling will find it.
             log::warn!("batch {id} stored, but NOTIFY failed: {e}");

@@ -54,6 +54,7 @@ pub async fn create_job(
             draft.retailer_id
         )));
     }
+    let gate = state.gate.clone();
     let id = with_conn(&state.pool, move |conn| {
         let job = NewJob {
             name: &draft.name,
@@ -61,7 +62,7 @@ pub async fn create_job(
             meta: draft.meta.as_deref(),
             created_on: Utc::now().naive_utc(),
         };
-        Ok(jobs::insert_job(conn, &job)?)
+        Ok(gate.api(|| jobs::insert_job(conn, &job))?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(IdResponse { id: id.to_string() }))

@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, SecondsFormat};
 
 use super::error::ApiError;
 use crate::auth::TokenSettings;
-use crate::db::{DbConnection, DbPool, PooledConn};
+use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
 use crate::executor::Wakeup;
 
 #[derive(Clone)]
@@ -16,6 +16,8 @@ pub struct AppState {
     pub tokens: TokenSettings,
     /// Wakes the in-process executor when a batch is accepted.
     pub wakeup: Wakeup,
+    /// Turns at SQLite's write lock, shared with the executor (see `db::WriteGate`).
+    pub gate: WriteGate,
 }
 
 /// Runs blocking database work on actix's blocking pool, checking out the connection there

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::Backend;
 
 /// How long the executor defers to API writers before it takes its turn anyway.
-const MAX_DEFERRAL: Duration = Duration::from_millis(250);
+const MAX_DEFERRAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Default)]
 pub struct WriteGate(Option<Arc<Gate>>);
@@ -43,7 +43,16 @@ impl WriteGate {
         result
     }
 
-    /// Runs an executor write after the API writes already waiting.
+    /// Runs a short executor write (a claim, a release) in its turn, without deferring.
+    pub fn executor_brief<T>(&self, write: impl FnOnce() -> T) -> T {
+        let Some(gate) = &self.0 else { return write() };
+        let turn = gate.turn.lock().unwrap_or_else(|e| e.into_inner());
+        let result = write();
+        drop(turn);
+        result
+    }
+
+    /// Runs a long executor write (a batch's transaction) after the API writes waiting.
     pub fn executor<T>(&self, write: impl FnOnce() -> T) -> T {
         let Some(gate) = &self.0 else { return write() };
         let deadline = Instant::now() + MAX_DEFERRAL;

@@ -74,7 +74,7 @@ impl Executor {
         let lease_until = now + lease_delta(self.config.lease);
         let Some(batch) = self
             .gate
-            .executor(|| batches::claim_next_batch(&mut conn, &self.owner, now, lease_until))
+            .executor_brief(|| batches::claim_next_batch(&mut conn, &self.owner, now, lease_until))
             .context("claiming a batch failed")?
         else {
             return Ok(Step::QueueEmpty);
@@ -175,7 +175,7 @@ impl Executor {
                 batch.attempts
             );
             self.gate
-                .executor(|| batches::release_batch(&mut conn, batch.id, &self.owner))
+                .executor_brief(|| batches::release_batch(&mut conn, batch.id, &self.owner))
                 .context("releasing the batch failed")?;
         }
         Ok(())
