@@ -11,13 +11,14 @@ use super::schema::inventory_positions as positions;
 use super::sql::{sqlite_rows_per_statement, sqlite_values};
 use super::DbConnection;
 
-const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
+/// The columns an upsert writes, in the order its values come.
+pub const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
     inventory_id, reference, inventory_type, status, attributes, version, created_version, \
     created_on, updated_on";
 
 /// Optional fields a record leaves out keep their stored value; a write only lands over
 /// an older version, so applying batches out of order still ends with the newest data.
-const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO UPDATE SET \
+pub const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO UPDATE SET \
     qty = excluded.qty, \
     corrected_qty = COALESCE(excluded.corrected_qty, inventory_positions.corrected_qty), \
     reserved_qty = COALESCE(excluded.reserved_qty, inventory_positions.reserved_qty), \
@@ -27,8 +28,10 @@ const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO U
     status = COALESCE(excluded.status, inventory_positions.status), \
     attributes = COALESCE(excluded.attributes, inventory_positions.attributes), \
     version = excluded.version, updated_on = excluded.updated_on \
-    WHERE inventory_positions.version < excluded.version \
-    RETURNING id, version, created_version";
+    WHERE inventory_positions.version < excluded.version";
+
+/// What an upsert reports of each write that landed.
+pub const RETURNING: &str = " RETURNING id, version, created_version";
 
 /// Upserts positions whose keys are all distinct. Returns one row per write that
 /// landed; a write older than the stored version returns nothing.
@@ -42,7 +45,7 @@ pub fn upsert_positions(
             let mut landed = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(sqlite_rows_per_statement(15, 1000)) {
                 let sql = format!(
-                    "INSERT INTO inventory_positions ({COLUMNS}) VALUES {} {ON_CONFLICT}",
+                    "INSERT INTO inventory_positions ({COLUMNS}) VALUES {} {ON_CONFLICT}{RETURNING}",
                     sqlite_values(chunk.len(), 15)
                 );
                 let mut query = sql_query(sql).into_boxed::<Sqlite>();
@@ -73,7 +76,7 @@ pub fn upsert_positions(
              SELECT r, l, s, q, cq, rq, ii, rf, it, st, at, v, v, $13, $13 FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], \
              $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[]) \
-             AS t(r, l, s, q, cq, rq, ii, rf, it, st, at, v) {ON_CONFLICT}"
+             AS t(r, l, s, q, cq, rq, ii, rf, it, st, at, v) {ON_CONFLICT}{RETURNING}"
         ))
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.retailer_id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.location_ref).collect::<Vec<_>>())

@@ -15,7 +15,7 @@ use crate::domain::inventory::{
 };
 
 /// Versions order writes to a position: batch id, then the record's index in the batch.
-const VERSION_STRIDE: i64 = 8192;
+pub const VERSION_STRIDE: i64 = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSummary {

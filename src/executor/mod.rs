@@ -6,7 +6,7 @@ mod retention;
 mod wakeup;
 mod worker;
 
-pub use apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary};
+pub use apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary, VERSION_STRIDE};
 pub use retention::{prune, PruneReport, RetentionConfig};
 pub use wakeup::Wakeup;
 pub use worker::{Executor, ExecutorConfig, ExecutorHandle, Step};
