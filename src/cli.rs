@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::accounts::{self, Bootstrap};
-use crate::auth::permissions::parse_list;
+use crate::auth::permissions::{format_list, parse_list};
 use crate::auth::TokenSettings;
 use crate::config::{Config, Role};
 use crate::db::{self, build_pool, run_migrations, DbConnection};
@@ -281,7 +281,7 @@ fn manage_users(conn: &mut DbConnection, action: UserAction) -> anyhow::Result<(
             });
             println!(
                 "created user {username} ({scope}) with {}",
-                accounts_permissions(&permissions)
+                format_list(&permissions)
             );
         }
         UserAction::List => {
@@ -306,10 +306,6 @@ fn manage_users(conn: &mut DbConnection, action: UserAction) -> anyhow::Result<(
         UserAction::Enable { username } => set_user(conn, &username, false)?,
     }
     Ok(())
-}
-
-fn accounts_permissions(permissions: &[crate::auth::Permission]) -> String {
-    crate::auth::permissions::format_list(permissions)
 }
 
 fn set_user(conn: &mut DbConnection, username: &str, disabled: bool) -> anyhow::Result<()> {

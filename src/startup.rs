@@ -11,9 +11,7 @@ use anyhow::{bail, Context};
 use crate::api::{self, ApiError, AppState};
 use crate::auth::accounts::bootstrap;
 use crate::config::Config;
-use crate::db::{
-    batches, build_pool, run_migrations, Backend, ConnectionManager, DbPool, WriteGate,
-};
+use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
@@ -21,7 +19,6 @@ pub struct Application {
     server: Option<Server>,
     port: Option<u16>,
     executor: Option<ExecutorHandle>,
-    pool: DbPool,
     /// Held for the life of a SQLite executor, so a second one cannot contend.
     _executor_lock: Option<File>,
 }
@@ -82,7 +79,6 @@ impl Application {
             server,
             port,
             executor,
-            pool,
             _executor_lock: executor_lock,
         })
     }
@@ -95,10 +91,6 @@ impl Application {
     /// A handle that stops the HTTP server.
     pub fn server_handle(&self) -> Option<ServerHandle> {
         self.server.as_ref().map(Server::handle)
-    }
-
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
     }
 
     /// Serves until SIGTERM or Ctrl-C (or the server handle stops it), then stops the

@@ -125,14 +125,24 @@ struct Number {
 
 /// Runs a query returning one BIGINT column `n` straight against the test database.
 pub fn numbers(database_url: &str, sql: &str) -> Vec<i64> {
-    let rows: Vec<Number> = if let Some(path) = database_url.strip_prefix("sqlite://") {
+    load::<Number>(database_url, sql)
+        .into_iter()
+        .map(|r| r.n)
+        .collect()
+}
+
+/// Loads the rows of `sql` straight from the test database, whichever backend it is.
+fn load<T>(database_url: &str, sql: &str) -> Vec<T>
+where
+    T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
+{
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
         let mut conn = SqliteConnection::establish(path).expect("open SQLite");
         diesel::sql_query(sql).load(&mut conn).expect(sql)
     } else {
         let mut conn = PgConnection::establish(database_url).expect("open PostgreSQL");
         diesel::sql_query(sql).load(&mut conn).expect(sql)
-    };
-    rows.into_iter().map(|r| r.n).collect()
+    }
 }
 
 /// A TCP proxy in front of the database that a test can cut and restore.
@@ -196,14 +206,10 @@ struct Text {
 
 /// Runs a query returning one TEXT column `t` straight against the test database.
 pub fn texts(database_url: &str, sql: &str) -> Vec<String> {
-    let rows: Vec<Text> = if let Some(path) = database_url.strip_prefix("sqlite://") {
-        let mut conn = SqliteConnection::establish(path).expect("open SQLite");
-        diesel::sql_query(sql).load(&mut conn).expect(sql)
-    } else {
-        let mut conn = PgConnection::establish(database_url).expect("open PostgreSQL");
-        diesel::sql_query(sql).load(&mut conn).expect(sql)
-    };
-    rows.into_iter().map(|r| r.t).collect()
+    load::<Text>(database_url, sql)
+        .into_iter()
+        .map(|r| r.t)
+        .collect()
 }
 
 /// Runs a statement straight against the test database.
