@@ -149,6 +149,10 @@ pub struct ServeArgs {
     /// Milliseconds an idle executor waits before looking at the queue unprompted.
     #[arg(long, env = "STOCKBATCH_POLL_INTERVAL_MS", default_value_t = 1000)]
     poll_interval_ms: u64,
+    /// Batches applied at once on PostgreSQL, each on its own thread and connection
+    /// (0: two). SQLite, with one writer, always applies one at a time.
+    #[arg(long, env = "STOCKBATCH_EXECUTOR_WORKERS", default_value_t = 0)]
+    executor_workers: usize,
     /// Seconds a claimed batch stays leased to its executor.
     #[arg(long, env = "STOCKBATCH_LEASE_SECS", default_value_t = 60)]
     lease_secs: u64,
@@ -193,6 +197,10 @@ impl ServeArgs {
                 poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
                 lease: Duration::from_secs(self.lease_secs.max(1)),
                 max_attempts: self.max_attempts.max(1),
+                workers: match self.executor_workers {
+                    0 => 2,
+                    n => n,
+                },
             },
             retention: RetentionConfig {
                 keep: Duration::from_secs(self.retention_days * 24 * 3600),

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use crate::api::{self, ApiError, AppState};
 use crate::auth::accounts::bootstrap;
 use crate::config::Config;
-use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
+use crate::db::{
+    batches, build_pool, run_migrations, Backend, Checkpointer, ConnectionManager, WriteGate,
+};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
@@ -21,6 +23,8 @@ pub struct Application {
     executor: Option<ExecutorHandle>,
     /// Held for the life of a SQLite executor, so a second one cannot contend.
     _executor_lock: Option<File>,
+    /// SQLite's WAL checkpoints, off the writers' path; stops when dropped.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Application {
@@ -70,7 +74,11 @@ impl Application {
                 }
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
-            let executor = Executor::new(pool.clone(), config.executor.clone(), gate.clone());
+            let mut executor_config = config.executor.clone();
+            if backend == Backend::Sqlite {
+                executor_config.workers = 1;
+            }
+            let executor = Executor::new(pool.clone(), executor_config, gate.clone());
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
             None
@@ -80,6 +88,7 @@ impl Application {
             port,
             executor,
             _executor_lock: executor_lock,
+            checkpointer: (backend == Backend::Sqlite).then(|| Checkpointer::spawn(pool)),
         })
     }
 
@@ -104,6 +113,7 @@ impl Application {
         if let Some(executor) = self.executor {
             actix_web::rt::task::spawn_blocking(move || executor.stop()).await?;
         }
+        drop(self.checkpointer);
         log::info!("stopped");
         Ok(())
     }

@@ -143,9 +143,11 @@ fn an_executor_killed_mid_batch_loses_and_repeats_nothing() {
             })
             .collect();
 
+        // One batch at a time, so exactly one batch is mid-apply when the executor dies.
         let slow = [
             ("STOCKBATCH_FAULT_APPLY_DELAY_MS", "4000"),
             ("STOCKBATCH_LEASE_SECS", "2"),
+            ("STOCKBATCH_EXECUTOR_WORKERS", "1"),
         ];
         let mut doomed = Service::start("executor-1", db.url(), "executor", &slow);
         wait_for_status(&base, &job, &batches[0], "RUNNING", Duration::from_secs(20));

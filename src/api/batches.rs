@@ -9,7 +9,7 @@ use super::jobs::{find_visible_job, IdResponse};
 use super::principal::require;
 use super::support::{blocking, checkout, parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
-use crate::db::models::{NewBatch, PENDING};
+use crate::db::models::{NewBatch, COMPLETE, PENDING};
 use crate::db::{batches, results};
 use crate::domain::batch::parse_create_batch;
 use crate::domain::job::{job_status, JobStatus};
@@ -105,7 +105,12 @@ pub async fn get_batch(
         let batch = batches::find_batch(conn, job_id, batch_id)?.ok_or_else(|| {
             ApiError::NotFound(format!("batch {batch_id} not found in job {job_id}"))
         })?;
-        let rows = results::page_results(conn, batch_id, page.offset(), page.count)?;
+        // Results show once the whole batch is done, never a partly applied batch's.
+        let rows = if batch.status == COMPLETE {
+            results::page_results(conn, batch_id, page.offset(), page.count)?
+        } else {
+            Vec::new()
+        };
         Ok((batch, rows))
     })
     .await?;

@@ -7,8 +7,7 @@ use diesel::sql_query;
 use diesel::sql_types::{Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
-use super::schema::batches;
-use super::sql::delete_before;
+use super::schema::{batch_results, batches};
 use super::DbConnection;
 
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
@@ -101,6 +100,15 @@ pub fn complete_batch(
     Ok(updated == 1)
 }
 
+/// Locks the batch row until the transaction ends, if `owner` still holds the batch.
+/// `false` means the lease was lost and the caller's transaction must roll back.
+pub fn lock_held_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let updated = diesel::update(held_by!(id, owner))
+        .set(batches::lease_owner.eq(batches::lease_owner))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
 /// Hands a batch held by `owner` back to the queue for another attempt.
 pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
     let updated = diesel::update(held_by!(id, owner))
@@ -156,11 +164,16 @@ pub fn delete_completed_batches_before(
     cutoff: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
-    delete_before(
-        conn,
-        "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
-         WHERE status = 'COMPLETE' AND created_on < $1 ORDER BY id LIMIT $2)",
-        cutoff,
-        limit,
-    )
+    conn.transaction(|conn| {
+        let ids: Vec<i64> = batches::table
+            .filter(batches::status.eq(COMPLETE))
+            .filter(batches::created_on.lt(cutoff))
+            .order(batches::id)
+            .limit(limit)
+            .select(batches::id)
+            .load(conn)?;
+        diesel::delete(batch_results::table.filter(batch_results::batch_id.eq_any(&ids)))
+            .execute(conn)?;
+        diesel::delete(batches::table.filter(batches::id.eq_any(&ids))).execute(conn)
+    })
 }

@@ -83,10 +83,13 @@ impl r2d2::ManageConnection for ConnectionManager {
                 let mut conn =
                     SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 // WAL so readers never wait for the executor; FULL so an accepted batch
-                // survives a power cut; a busy timeout rather than `database is locked`.
+                // survives a power cut; a busy timeout rather than `database is locked`;
+                // statement journals (an upsert's undo) in memory rather than temp files;
+                // writers checkpoint only if the service's checkpoint thread falls behind.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))

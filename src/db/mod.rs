@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod batches;
+mod checkpoint;
 mod connection;
 pub mod jobs;
 pub mod models;
@@ -12,6 +13,7 @@ mod sql;
 pub mod tokens;
 mod write_gate;
 
+pub use checkpoint::Checkpointer;
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };

@@ -2,13 +2,14 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
-use diesel::sqlite::Sqlite;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp, Untyped};
+use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::models::{Position, PositionWrite, UpsertedPosition};
 use super::schema::inventory_positions as positions;
-use super::sql::{sqlite_rows_per_statement, sqlite_values};
+use super::sql::ladder_chunks;
 use super::DbConnection;
 
 /// The columns an upsert writes, in the order its values come.
@@ -43,31 +44,8 @@ pub fn upsert_positions(
     match conn {
         DbConnection::Sqlite(c) => {
             let mut landed = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(sqlite_rows_per_statement(15, 1000)) {
-                let sql = format!(
-                    "INSERT INTO inventory_positions ({COLUMNS}) VALUES {} {ON_CONFLICT}{RETURNING}",
-                    sqlite_values(chunk.len(), 15)
-                );
-                let mut query = sql_query(sql).into_boxed::<Sqlite>();
-                for row in chunk {
-                    query = query
-                        .bind::<Text, _>(row.retailer_id)
-                        .bind::<Text, _>(row.location_ref)
-                        .bind::<Text, _>(row.sku_ref)
-                        .bind::<BigInt, _>(row.qty)
-                        .bind::<Nullable<BigInt>, _>(row.corrected_qty)
-                        .bind::<Nullable<BigInt>, _>(row.reserved_qty)
-                        .bind::<Nullable<Text>, _>(row.inventory_id)
-                        .bind::<Nullable<Text>, _>(row.reference)
-                        .bind::<Text, _>(row.inventory_type)
-                        .bind::<Nullable<Text>, _>(row.status)
-                        .bind::<Nullable<Text>, _>(row.attributes)
-                        .bind::<BigInt, _>(row.version)
-                        .bind::<BigInt, _>(row.version)
-                        .bind::<Timestamp, _>(now)
-                        .bind::<Timestamp, _>(now);
-                }
-                landed.extend(query.load::<UpsertedPosition>(c)?);
+            for chunk in ladder_chunks(rows, &[128, 16, 1]) {
+                landed.extend(SqliteUpsert { rows: chunk, now }.load::<UpsertedPosition>(c)?);
             }
             Ok(landed)
         }
@@ -94,6 +72,69 @@ pub fn upsert_positions(
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
         .bind::<Timestamp, _>(now)
         .load(c),
+    }
+}
+
+/// A multi-row SQLite upsert. Unlike `sql_query`, diesel caches its prepared statement
+/// (by text, which depends only on the row count). The timestamp is bound once.
+struct SqliteUpsert<'a> {
+    rows: &'a [PositionWrite<'a>],
+    now: NaiveDateTime,
+}
+
+impl QueryId for SqliteUpsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for SqliteUpsert<'_> {
+    type SqlType = Untyped;
+}
+
+impl RunQueryDsl<SqliteConnection> for SqliteUpsert<'_> {}
+
+impl QueryFragment<Sqlite> for SqliteUpsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO inventory_positions (");
+        out.push_sql(COLUMNS);
+        out.push_sql(
+            ") SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
+             column9, column10, column11, column12, column12, now.t, now.t FROM (SELECT ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" AS t) AS now, (VALUES ");
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&row.retailer_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.location_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.sku_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.qty)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.corrected_qty)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.reserved_qty)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.inventory_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.reference)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.inventory_type)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.status)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.attributes)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.version)?;
+            out.push_sql(")");
+        }
+        // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+        out.push_sql(") WHERE true ");
+        out.push_sql(ON_CONFLICT);
+        out.push_sql(RETURNING);
+        Ok(())
     }
 }
 

@@ -1,13 +1,14 @@
 //! Per-record results of a batch, written once when the batch completes and read by page.
 
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel::sqlite::Sqlite;
+use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::models::{BatchResult, NewResult};
 use super::schema::batch_results;
-use super::sql::{sqlite_rows_per_statement, sqlite_values};
+use super::sql::ladder_chunks;
 use super::DbConnection;
 
 const COLUMNS: &str = "batch_id, seq, entity_id, entity_ref, response_code, message";
@@ -20,22 +21,12 @@ pub fn insert_results(
 ) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => {
-            for chunk in rows.chunks(sqlite_rows_per_statement(6, 2000)) {
-                let sql = format!(
-                    "INSERT INTO batch_results ({COLUMNS}) VALUES {}",
-                    sqlite_values(chunk.len(), 6)
-                );
-                let mut query = sql_query(sql).into_boxed::<Sqlite>();
-                for row in chunk {
-                    query = query
-                        .bind::<BigInt, _>(batch_id)
-                        .bind::<Integer, _>(row.seq)
-                        .bind::<Nullable<BigInt>, _>(row.entity_id)
-                        .bind::<Nullable<Text>, _>(row.entity_ref.as_deref())
-                        .bind::<Integer, _>(row.response_code)
-                        .bind::<Text, _>(row.message.as_str());
+            for chunk in ladder_chunks(rows, &[256, 16, 1]) {
+                SqliteInsert {
+                    batch_id,
+                    rows: chunk,
                 }
-                query.execute(c)?;
+                .execute(c)?;
             }
             Ok(())
         }
@@ -60,6 +51,52 @@ pub fn insert_results(
             Ok(())
         }
     }
+}
+
+/// A multi-row SQLite insert of results; diesel caches its prepared statement by text,
+/// which depends only on the row count.
+struct SqliteInsert<'a> {
+    batch_id: i64,
+    rows: &'a [NewResult],
+}
+
+impl QueryId for SqliteInsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<SqliteConnection> for SqliteInsert<'_> {}
+
+impl QueryFragment<Sqlite> for SqliteInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO batch_results (");
+        out.push_sql(COLUMNS);
+        out.push_sql(") VALUES ");
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(&self.batch_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&row.seq)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.entity_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.entity_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&row.response_code)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.message)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+/// The record indexes of a batch that already have a result.
+pub fn recorded_seqs(conn: &mut DbConnection, batch_id: i64) -> QueryResult<Vec<i32>> {
+    batch_results::table
+        .filter(batch_results::batch_id.eq(batch_id))
+        .select(batch_results::seq)
+        .load(conn)
 }
 
 /// Reads at most `limit` results of a batch starting at record index `offset`: an index

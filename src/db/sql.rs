@@ -1,4 +1,4 @@
-//! Small helpers for SQL written per backend: multi-row statements for SQLite, and
+//! Small helpers for SQL written per backend: SQLite statements in a few fixed shapes, and
 //! statements whose placeholders differ (`$n` for PostgreSQL, `?n` for SQLite).
 
 use chrono::NaiveDateTime;
@@ -8,18 +8,19 @@ use diesel::sql_types::{BigInt, Timestamp};
 
 use super::DbConnection;
 
-/// SQLite refuses statements with more than this many bound parameters.
-pub const SQLITE_MAX_BINDS: usize = 32_766;
-
-/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` values.
-pub fn sqlite_values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-/// How many rows of `columns` values fit in one SQLite statement, capped at `cap`.
-pub fn sqlite_rows_per_statement(columns: usize, cap: usize) -> usize {
-    (SQLITE_MAX_BINDS / columns).min(cap)
+/// Splits `rows` greedily into chunks whose lengths all come from `sizes` (largest
+/// first, ending with 1). Statements built per chunk then have only `sizes.len()` texts,
+/// so each is prepared once per connection and reused.
+pub fn ladder_chunks<'a, T>(mut rows: &'a [T], sizes: &'static [usize]) -> Vec<&'a [T]> {
+    let mut chunks = Vec::new();
+    for &size in sizes {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            chunks.push(chunk);
+            rows = rest;
+        }
+    }
+    chunks
 }
 
 /// Runs a bounded delete written with `$1` (the cutoff) and `$2` (the limit). SQLite reads
@@ -44,14 +45,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_lists_one_group_per_row() {
-        assert_eq!(sqlite_values(2, 3), "(?, ?, ?), (?, ?, ?)");
-    }
-
-    #[test]
-    fn rows_per_statement_respects_the_bind_limit() {
-        assert_eq!(sqlite_rows_per_statement(15, 5000), 2184);
-        assert!(sqlite_rows_per_statement(15, 5000) * 15 <= SQLITE_MAX_BINDS);
-        assert_eq!(sqlite_rows_per_statement(6, 1000), 1000);
+    fn ladder_chunks_use_only_the_given_sizes_and_keep_every_row_in_order() {
+        let rows: Vec<usize> = (0..150).collect();
+        let chunks = ladder_chunks(&rows, &[64, 8, 1]);
+        let lengths: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(lengths, vec![64, 64, 8, 8, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(chunks.concat(), rows);
+        assert!(ladder_chunks(&rows[..0], &[64, 8, 1]).is_empty());
     }
 }

@@ -52,6 +52,22 @@ impl WriteGate {
         result
     }
 
+    /// Whether an API write is waiting for its turn: a long executor write should commit
+    /// what it has and let it go first.
+    pub fn api_write_waiting(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|gate| gate.api_waiting.load(Ordering::SeqCst) > 0)
+    }
+
+    /// Makes the gate report an API write waiting from now on (for tests).
+    #[cfg(test)]
+    pub(crate) fn pretend_api_write_waiting(&self) {
+        if let Some(gate) = &self.0 {
+            gate.api_waiting.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Runs a long executor write (a batch's transaction) after the API writes waiting.
     pub fn executor<T>(&self, write: impl FnOnce() -> T) -> T {
         let Some(gate) = &self.0 else { return write() };

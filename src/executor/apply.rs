@@ -1,7 +1,12 @@
 //! Applying one claimed batch: every record checked, positions upserted, one result per
-//! record, and the batch marked COMPLETE — all in one transaction.
+//! record, and the batch marked COMPLETE.
+//!
+//! A batch applies in one transaction unless an API write is waiting for SQLite's write
+//! lock: then the executor commits the steps it has done (positions with their results)
+//! and goes on in a new transaction after that write. A record with a result is never
+//! applied again, so a batch interrupted between transactions resumes where it stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -17,17 +22,22 @@ use crate::domain::inventory::{
 /// Versions order writes to a position: batch id, then the record's index in the batch.
 pub const VERSION_STRIDE: i64 = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Most records one step upserts; a waiting API write gets the lock after at most one step.
+const STEP_RECORDS: usize = 512;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchSummary {
     pub records: usize,
     pub applied: usize,
     pub rejected: usize,
+    /// Transactions the batch took: more than one when it let API writes go first.
+    pub transactions: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOutcome {
     Completed(BatchSummary),
-    /// Another executor took the batch over; nothing was written.
+    /// Another executor took the batch over; nothing more was written.
     LeaseLost,
 }
 
@@ -39,6 +49,33 @@ enum TxError {
     LeaseLost,
 }
 
+type Checked = Result<InventoryRecord, RecordError>;
+
+/// What is left to do for a batch: the records that failed their checks and the steps
+/// of valid records, none of which has a result yet.
+struct Plan {
+    rejected: Vec<usize>,
+    steps: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    fn new(checked: &[Checked], recorded: &HashSet<usize>) -> Plan {
+        let rejected = (0..checked.len())
+            .filter(|i| checked[*i].is_err() && !recorded.contains(i))
+            .collect();
+        let steps = distinct_key_passes(checked)
+            .into_iter()
+            .flat_map(|pass| {
+                let left: Vec<usize> = pass.into_iter().filter(|i| !recorded.contains(i)).collect();
+                left.chunks(STEP_RECORDS)
+                    .map(<[usize]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Plan { rejected, steps }
+    }
+}
+
 /// Applies `batch`, posted to a job of `job_retailer_id`, while `owner` holds its lease.
 pub fn apply_batch(
     conn: &mut DbConnection,
@@ -47,82 +84,158 @@ pub fn apply_batch(
     job_retailer_id: &str,
     owner: &str,
 ) -> anyhow::Result<ApplyOutcome> {
+    let checked = check_batch(batch, job_retailer_id)?;
+    let recorded = recorded_records(conn, batch.id)?;
+    let plan = Plan::new(&checked, &recorded);
+
+    let mut summary = BatchSummary {
+        records: checked.len(),
+        ..BatchSummary::default()
+    };
+    let mut next_step = 0;
+    loop {
+        let step = apply_steps(conn, gate, batch, owner, &checked, &plan, next_step);
+        match step {
+            Ok(done) => {
+                summary.applied += done.applied;
+                summary.rejected += done.rejected;
+                summary.transactions += 1;
+                next_step = done.next_step;
+                if next_step == plan.steps.len() {
+                    return Ok(ApplyOutcome::Completed(summary));
+                }
+            }
+            Err(TxError::LeaseLost) => return Ok(ApplyOutcome::LeaseLost),
+            Err(TxError::Db(e)) => return Err(e).context("applying the batch failed"),
+        }
+    }
+}
+
+fn check_batch(batch: &ClaimedBatch, job_retailer_id: &str) -> anyhow::Result<Vec<Checked>> {
     let entities = batch
         .entities
         .as_deref()
         .context("the batch has no records stored")?;
     let raw: Vec<&RawValue> =
         serde_json::from_str(entities).context("stored records are not a JSON array")?;
-    let checked: Vec<Result<InventoryRecord, RecordError>> = raw
+    let checked: Vec<Checked> = raw
         .iter()
         .map(|r| check_record(r, job_retailer_id))
         .collect();
     #[cfg(feature = "fault-injection")]
     fault_injection::before_apply(&checked);
-    let passes = distinct_key_passes(&checked);
-    let version_base = batch.id * VERSION_STRIDE;
+    Ok(checked)
+}
 
-    let outcome = gate.executor(|| {
+/// What one transaction of a batch did.
+struct StepsDone {
+    next_step: usize,
+    applied: usize,
+    rejected: usize,
+}
+
+/// One transaction: the steps from `first` on, until the batch is done (and marked
+/// COMPLETE) or an API write waits for the lock.
+fn apply_steps(
+    conn: &mut DbConnection,
+    gate: &WriteGate,
+    batch: &ClaimedBatch,
+    owner: &str,
+    checked: &[Checked],
+    plan: &Plan,
+    first: usize,
+) -> Result<StepsDone, TxError> {
+    let version_base = batch.id * VERSION_STRIDE;
+    gate.executor(|| {
         conn.transaction::<_, TxError, _>(|conn| {
             let now = Utc::now().naive_utc();
-            // Per record: the position it landed on and whether that position is new.
-            let mut landed: Vec<Option<(i64, bool)>> = vec![None; checked.len()];
-            for pass in &passes {
-                let writes: Vec<PositionWrite> = pass
-                    .iter()
-                    .map(|&i| {
-                        position_write(
-                            checked[i].as_ref().expect("passes hold valid records"),
-                            version_base + i as i64,
-                        )
-                    })
-                    .collect();
-                for upserted in positions::upsert_positions(conn, &writes, now)? {
-                    let index = (upserted.version - version_base) as usize;
-                    landed[index] =
-                        Some((upserted.id, upserted.created_version == upserted.version));
-                }
-                let superseded: Vec<usize> = pass
-                    .iter()
-                    .copied()
-                    .filter(|&i| landed[i].is_none())
-                    .collect();
-                for i in superseded {
-                    // A newer batch already wrote this position: it stands, and this record
-                    // reports the position it would have updated.
-                    let r = checked[i].as_ref().expect("passes hold valid records");
-                    let id = positions::find_position_id(
-                        conn,
-                        &r.retailer_id,
-                        &r.location_ref,
-                        &r.sku_ref,
-                    )?;
-                    landed[i] = id.map(|id| (id, false));
+            let mut rows: Vec<NewResult> = Vec::new();
+            if first == 0 {
+                rows.extend(
+                    plan.rejected
+                        .iter()
+                        .map(|&i| result_row(i, &checked[i], None)),
+                );
+            }
+            let mut next_step = first;
+            while next_step < plan.steps.len() {
+                let step = &plan.steps[next_step];
+                let landed = upsert_step(conn, checked, step, version_base, now)?;
+                rows.extend(
+                    step.iter()
+                        .zip(landed)
+                        .map(|(&i, landed)| result_row(i, &checked[i], landed)),
+                );
+                next_step += 1;
+                if gate.api_write_waiting() {
+                    break;
                 }
             }
             #[cfg(feature = "fault-injection")]
             fault_injection::inside_transaction();
-            let rows = result_rows(&checked, &landed);
             results::insert_results(conn, batch.id, &rows)?;
-            if !batches::complete_batch(conn, batch.id, owner, now)? {
+            let held = if next_step == plan.steps.len() {
+                batches::complete_batch(conn, batch.id, owner, now)?
+            } else {
+                batches::lock_held_batch(conn, batch.id, owner)?
+            };
+            if !held {
                 return Err(TxError::LeaseLost);
             }
             let applied = rows.iter().filter(|r| r.response_code == CODE_OK).count();
-            Ok(BatchSummary {
-                records: rows.len(),
+            Ok(StepsDone {
+                next_step,
                 applied,
                 rejected: rows.len() - applied,
             })
         })
-    });
-    match outcome {
-        Ok(summary) => Ok(ApplyOutcome::Completed(summary)),
-        Err(TxError::LeaseLost) => Ok(ApplyOutcome::LeaseLost),
-        Err(TxError::Db(e)) => Err(e).context("applying the batch failed"),
-    }
+    })
 }
 
-/// Completes a batch that cannot be applied: every record gets a 500 result saying why.
+/// Upserts one step's records (distinct keys). Per record: the position it landed on and
+/// whether that position is new.
+fn upsert_step(
+    conn: &mut DbConnection,
+    checked: &[Checked],
+    step: &[usize],
+    version_base: i64,
+    now: chrono::NaiveDateTime,
+) -> Result<Vec<Option<(i64, bool)>>, TxError> {
+    let valid = |i: usize| checked[i].as_ref().expect("steps hold valid records");
+    let writes: Vec<PositionWrite> = step
+        .iter()
+        .map(|&i| position_write(valid(i), version_base + i as i64))
+        .collect();
+    let mut landed: HashMap<i64, (i64, bool)> = positions::upsert_positions(conn, &writes, now)?
+        .into_iter()
+        .map(|p| (p.version, (p.id, p.created_version == p.version)))
+        .collect();
+    step.iter()
+        .map(|&i| match landed.remove(&(version_base + i as i64)) {
+            Some(l) => Ok(Some(l)),
+            None => {
+                // A newer batch already wrote this position: it stands, and this record
+                // reports the position it would have updated.
+                let r = valid(i);
+                let id =
+                    positions::find_position_id(conn, &r.retailer_id, &r.location_ref, &r.sku_ref)?;
+                Ok(id.map(|id| (id, false)))
+            }
+        })
+        .collect()
+}
+
+/// The records of a batch that already have a result (from an interrupted earlier run).
+fn recorded_records(conn: &mut DbConnection, batch_id: i64) -> anyhow::Result<HashSet<usize>> {
+    Ok(results::recorded_seqs(conn, batch_id)
+        .context("reading the batch's results failed")?
+        .into_iter()
+        .map(|seq| seq as usize)
+        .collect())
+}
+
+/// Completes a batch that cannot be applied: every record without a result gets a 500
+/// result saying why.
 pub fn fail_batch(
     conn: &mut DbConnection,
     gate: &WriteGate,
@@ -130,7 +243,9 @@ pub fn fail_batch(
     owner: &str,
     reason: &str,
 ) -> anyhow::Result<bool> {
+    let recorded = recorded_records(conn, batch.id)?;
     let rows: Vec<NewResult> = (0..batch.record_count)
+        .filter(|seq| !recorded.contains(&(*seq as usize)))
         .map(|seq| NewResult {
             seq,
             entity_id: None,
@@ -160,7 +275,7 @@ pub fn fail_batch(
 /// a position goes in pass n, so duplicates apply in order and each statement touches a
 /// position at most once (PostgreSQL refuses more). Each pass is sorted by key, so
 /// executors writing overlapping positions lock them in the same order and never deadlock.
-fn distinct_key_passes(checked: &[Result<InventoryRecord, RecordError>]) -> Vec<Vec<usize>> {
+fn distinct_key_passes(checked: &[Checked]) -> Vec<Vec<usize>> {
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
     let mut passes: Vec<Vec<usize>> = Vec::new();
     for (i, record) in checked.iter().enumerate() {
@@ -203,41 +318,31 @@ fn position_write(r: &InventoryRecord, version: i64) -> PositionWrite<'_> {
     }
 }
 
-fn result_rows(
-    checked: &[Result<InventoryRecord, RecordError>],
-    landed: &[Option<(i64, bool)>],
-) -> Vec<NewResult> {
-    checked
-        .iter()
-        .zip(landed)
-        .enumerate()
-        .map(|(seq, (record, landed))| {
-            let seq = seq as i32;
-            match (record, landed) {
-                (Ok(r), Some((id, created))) => NewResult {
-                    seq,
-                    entity_id: Some(*id),
-                    entity_ref: Some(r.entity_ref()),
-                    response_code: CODE_OK,
-                    message: if *created { CREATED } else { UPDATED }.to_owned(),
-                },
-                (Ok(r), None) => NewResult {
-                    seq,
-                    entity_id: None,
-                    entity_ref: Some(r.entity_ref()),
-                    response_code: CODE_FAILED,
-                    message: "not applied: the position could not be written".to_owned(),
-                },
-                (Err(e), _) => NewResult {
-                    seq,
-                    entity_id: None,
-                    entity_ref: e.entity_ref.clone(),
-                    response_code: e.response_code,
-                    message: e.message.clone(),
-                },
-            }
-        })
-        .collect()
+fn result_row(index: usize, record: &Checked, landed: Option<(i64, bool)>) -> NewResult {
+    let seq = index as i32;
+    match (record, landed) {
+        (Ok(r), Some((id, created))) => NewResult {
+            seq,
+            entity_id: Some(id),
+            entity_ref: Some(r.entity_ref()),
+            response_code: CODE_OK,
+            message: if created { CREATED } else { UPDATED }.to_owned(),
+        },
+        (Ok(r), None) => NewResult {
+            seq,
+            entity_id: None,
+            entity_ref: Some(r.entity_ref()),
+            response_code: CODE_FAILED,
+            message: "not applied: the position could not be written".to_owned(),
+        },
+        (Err(e), _) => NewResult {
+            seq,
+            entity_id: None,
+            entity_ref: e.entity_ref.clone(),
+            response_code: e.response_code,
+            message: e.message.clone(),
+        },
+    }
 }
 
 /// Test aids, compiled only with the `fault-injection` feature.
@@ -305,6 +410,161 @@ mod tests {
             distinct_key_passes(&checked),
             vec![vec![0, 1, 5], vec![2], vec![4]]
         );
+    }
+
+    mod on_sqlite {
+        use std::time::Duration;
+
+        use chrono::TimeDelta;
+        use serde_json::{json, Value};
+
+        use super::super::*;
+        use crate::db::models::{BatchResult, NewBatch, NewJob, PENDING};
+        use crate::db::{build_pool, jobs, run_migrations, PooledConn};
+
+        const OWNER: &str = "executor-test";
+
+        /// 1200 records: 1100 distinct positions, 99 repeats of earlier ones, 1 invalid.
+        fn records() -> Vec<Value> {
+            (0..1200)
+                .map(|i| match i {
+                    600 => json!({"retailerId": "1", "locationRef": "L", "qty": 1}),
+                    _ => json!({
+                        "retailerId": "1",
+                        "locationRef": "L",
+                        "skuRef": format!("SKU-{}", if i > 1100 { i - 1100 } else { i }),
+                        "qty": i,
+                    }),
+                })
+                .collect()
+        }
+
+        /// A fresh database holding one batch of `records()`, claimed by `OWNER`.
+        fn claimed() -> (tempfile::TempDir, PooledConn, ClaimedBatch) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("stockbatch.db");
+            let pool = build_pool(path.to_str().unwrap(), 1, Duration::from_secs(5)).unwrap();
+            let mut conn = pool.get().unwrap();
+            run_migrations(&mut conn).unwrap();
+            let now = Utc::now().naive_utc();
+            let job = NewJob {
+                name: "feed",
+                retailer_id: "1",
+                meta: None,
+                created_on: now,
+            };
+            let job_id = jobs::insert_job(&mut conn, &job).unwrap();
+            let entities = serde_json::to_string(&records()).unwrap();
+            let batch = NewBatch {
+                job_id,
+                action: "UPSERT",
+                entity_type: "INVENTORY",
+                status: PENDING,
+                record_count: 1200,
+                entities: &entities,
+                attempts: 0,
+                created_on: now,
+            };
+            batches::insert_batch(&mut conn, &batch).unwrap();
+            let lease = now + TimeDelta::minutes(5);
+            let claimed = batches::claim_next_batch(&mut conn, OWNER, now, lease)
+                .unwrap()
+                .unwrap();
+            (dir, conn, claimed)
+        }
+
+        fn all_results(conn: &mut DbConnection, batch_id: i64) -> Vec<BatchResult> {
+            results::page_results(conn, batch_id, 0, 5000).unwrap()
+        }
+
+        /// A gate on which an API write always seems to wait: every transaction of a
+        /// batch stops after one step.
+        fn contended_gate() -> WriteGate {
+            let gate = WriteGate::for_backend(crate::db::Backend::Sqlite);
+            gate.pretend_api_write_waiting();
+            gate
+        }
+
+        fn apply(conn: &mut DbConnection, gate: &WriteGate, batch: &ClaimedBatch) -> BatchSummary {
+            match apply_batch(conn, gate, batch, "1", OWNER).unwrap() {
+                ApplyOutcome::Completed(summary) => summary,
+                ApplyOutcome::LeaseLost => panic!("lease lost"),
+            }
+        }
+
+        fn uncontended_results() -> Vec<BatchResult> {
+            let (_dir, mut conn, batch) = claimed();
+            let summary = apply(&mut conn, &WriteGate::default(), &batch);
+            assert_eq!(summary.transactions, 1);
+            assert_eq!((summary.applied, summary.rejected), (1199, 1));
+            all_results(&mut conn, batch.id)
+        }
+
+        #[test]
+        fn a_waiting_api_write_splits_the_batch_but_not_its_results() {
+            let expected = uncontended_results();
+            assert_eq!(expected.len(), 1200);
+            assert_eq!(expected[1101].message, UPDATED, "a repeat updates");
+
+            let (_dir, mut conn, batch) = claimed();
+            let summary = apply(&mut conn, &contended_gate(), &batch);
+            // Steps: 512 + 512 + 76 distinct keys, then the 99 repeats.
+            assert_eq!(summary.transactions, 4);
+            assert_eq!((summary.applied, summary.rejected), (1199, 1));
+            assert_eq!(all_results(&mut conn, batch.id), expected);
+        }
+
+        #[test]
+        fn a_batch_stopped_between_transactions_resumes_where_it_stopped() {
+            let expected = uncontended_results();
+
+            let (_dir, mut conn, batch) = claimed();
+            let checked = check_batch(&batch, "1").unwrap();
+            let plan = Plan::new(&checked, &HashSet::new());
+            let first = apply_steps(
+                &mut conn,
+                &contended_gate(),
+                &batch,
+                OWNER,
+                &checked,
+                &plan,
+                0,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (first.next_step, first.applied, first.rejected),
+                (1, 512, 1)
+            );
+            assert_eq!(all_results(&mut conn, batch.id).len(), 513);
+            // The executor stops here; the next attempt starts from what was committed.
+            let summary = apply(&mut conn, &WriteGate::default(), &batch);
+            assert_eq!((summary.applied, summary.rejected), (1199 - 512, 0));
+            assert_eq!(all_results(&mut conn, batch.id), expected);
+        }
+
+        #[test]
+        fn a_failed_batch_keeps_the_results_it_committed() {
+            let (_dir, mut conn, batch) = claimed();
+            let checked = check_batch(&batch, "1").unwrap();
+            let plan = Plan::new(&checked, &HashSet::new());
+            apply_steps(
+                &mut conn,
+                &contended_gate(),
+                &batch,
+                OWNER,
+                &checked,
+                &plan,
+                0,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(fail_batch(&mut conn, &WriteGate::default(), &batch, OWNER, "test").unwrap());
+            let results = all_results(&mut conn, batch.id);
+            let codes = |code| results.iter().filter(|r| r.response_code == code).count();
+            assert_eq!(
+                (codes(CODE_OK), codes(400), codes(CODE_FAILED)),
+                (512, 1, 687)
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct ExecutorConfig {
     pub lease: Duration,
     /// Attempts after which a batch is completed with 500 results.
     pub max_attempts: i32,
+    /// Batches this process applies at once, each on its own thread and connection.
+    pub workers: usize,
 }
 
 impl Default for ExecutorConfig {
@@ -35,6 +37,7 @@ impl Default for ExecutorConfig {
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             max_attempts: 3,
+            workers: 2,
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct Executor {
     config: ExecutorConfig,
     gate: WriteGate,
     owner: String,
+    /// Woken when this executor claims a batch, so an idle sibling looks for the next.
+    siblings: Option<Wakeup>,
 }
 
 impl Executor {
@@ -63,6 +68,7 @@ impl Executor {
             config,
             gate,
             owner,
+            siblings: None,
         }
     }
 
@@ -79,6 +85,9 @@ impl Executor {
         else {
             return Ok(Step::QueueEmpty);
         };
+        if let Some(siblings) = &self.siblings {
+            siblings.notify();
+        }
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
             fail_batch(&mut conn, &self.gate, &batch, &self.owner, &reason)?;
@@ -107,13 +116,14 @@ impl Executor {
         let failure = match outcome {
             Ok(Ok(ApplyOutcome::Completed(summary))) => {
                 log::info!(
-                    "batch {} COMPLETE: {} records, {} applied, {} rejected, {} ms (attempt {})",
+                    "batch {} COMPLETE: {} records, {} applied, {} rejected, {} ms (attempt {}, {} transactions)",
                     batch.id,
                     summary.records,
                     summary.applied,
                     summary.rejected,
                     started.elapsed().as_millis(),
-                    batch.attempts
+                    batch.attempts,
+                    summary.transactions
                 );
                 return Ok(Step::Processed(batch.id));
             }
@@ -181,8 +191,8 @@ impl Executor {
         Ok(())
     }
 
-    /// Runs the loop on its own thread until [`ExecutorHandle::stop`], with the retention
-    /// pruner beside it and, on PostgreSQL (`listen_url`), a `LISTEN` for new batches.
+    /// Runs `config.workers` loops, each on its own thread, until [`ExecutorHandle::stop`],
+    /// with the retention pruner beside them and, on PostgreSQL (`listen_url`), a `LISTEN` for new batches.
     pub fn spawn(
         self,
         wakeup: Wakeup,
@@ -201,14 +211,29 @@ impl Executor {
         if let Some(url) = listen_url {
             threads.push(spawn_listener(url, wakeup.clone(), stopping.clone()));
         }
-        threads.push({
+        let workers = self.config.workers.max(1);
+        for n in 0..workers {
+            let worker = Executor {
+                pool: self.pool.clone(),
+                config: self.config.clone(),
+                gate: self.gate.clone(),
+                // Each worker holds its own leases: a batch under its owner is its own.
+                owner: if workers == 1 {
+                    self.owner.clone()
+                } else {
+                    format!("{}-{n}", self.owner)
+                },
+                siblings: (workers > 1).then(|| wakeup.clone()),
+            };
             let stopping = stopping.clone();
             let wakeup = wakeup.clone();
-            std::thread::Builder::new()
-                .name("executor".into())
-                .spawn(move || self.run_loop(&stopping, &wakeup))
-                .expect("can spawn the executor thread")
-        });
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("executor-{n}"))
+                    .spawn(move || worker.run_loop(&stopping, &wakeup))
+                    .expect("can spawn an executor thread"),
+            );
+        }
         ExecutorHandle {
             stopping,
             wakeups: vec![wakeup, pruner_sleep],

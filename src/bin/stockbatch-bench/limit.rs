@@ -31,6 +31,7 @@ const NULLS: &str =
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     SqliteMultiRow,
+    SqliteMultiRowCached,
     SqlitePrepared,
     PgUnnest,
     PgValues,
@@ -41,6 +42,9 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::SqliteMultiRow => "multi-row INSERT, chunks under 32766 binds",
+            Method::SqliteMultiRowCached => {
+                "multi-row INSERT, 128-row prepared statements (cached)"
+            }
             Method::SqlitePrepared => "single-row prepared statements (cached)",
             Method::PgUnnest => "UNNEST arrays (2 statements)",
             Method::PgValues => "multi-row VALUES, chunks under 65535 binds",
@@ -50,7 +54,11 @@ impl Method {
 
     fn for_db(db: Db) -> &'static [Method] {
         match db {
-            Db::Sqlite => &[Method::SqliteMultiRow, Method::SqlitePrepared],
+            Db::Sqlite => &[
+                Method::SqliteMultiRow,
+                Method::SqliteMultiRowCached,
+                Method::SqlitePrepared,
+            ],
             Db::Postgres => &[Method::PgUnnest, Method::PgValues, Method::PgCopy],
         }
     }
@@ -193,6 +201,9 @@ fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> Q
             (Method::SqliteMultiRow, DbConnection::Sqlite(c)) => {
                 sqlite_multi_row(c, batch_id, base, records, now)
             }
+            (Method::SqliteMultiRowCached, DbConnection::Sqlite(c)) => {
+                sqlite_multi_row_cached(c, batch_id, base, records, now)
+            }
             (Method::SqlitePrepared, DbConnection::Sqlite(c)) => {
                 sqlite_prepared(c, batch_id, base, records, now)
             }
@@ -332,6 +343,134 @@ prepared!(ResultOne, ResultOneId, (), |self, out| {
     out.push_sql(")");
     Ok(())
 });
+
+/// Multi-row statements in a few fixed sizes. Their text depends only on the row count,
+/// so diesel caches each prepared statement by its text; the timestamp is bound once.
+struct UpsertMany<'a> {
+    records: &'a [Record],
+    versions: Vec<i64>,
+    now: NaiveDateTime,
+}
+
+impl QueryId for UpsertMany<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for UpsertMany<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<SqliteConnection> for UpsertMany<'_> {}
+
+impl QueryFragment<Sqlite> for UpsertMany<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO inventory_positions (");
+        out.push_sql(COLUMNS);
+        out.push_sql(
+            ") SELECT column1, column2, column3, column4, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', \
+             NULL, NULL, column5, column5, now.t, now.t FROM (SELECT ",
+        );
+        out.push_bind_param::<Timestamp, NaiveDateTime>(&self.now)?;
+        out.push_sql(" AS t) AS now, (VALUES ");
+        for (i, (r, version)) in self.records.iter().zip(&self.versions).enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, str>(RETAILER)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, String>(&r.location_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, String>(&r.sku_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, i64>(&r.qty)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, i64>(version)?;
+            out.push_sql(")");
+        }
+        out.push_sql(") WHERE true ");
+        out.push_sql(ON_CONFLICT);
+        out.push_sql(RETURNING);
+        Ok(())
+    }
+}
+
+struct ResultsMany<'a> {
+    batch_id: i64,
+    rows: &'a [ResultRow],
+}
+
+impl QueryId for ResultsMany<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<SqliteConnection> for ResultsMany<'_> {}
+
+impl QueryFragment<Sqlite> for ResultsMany<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) VALUES ",
+        );
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, i64>(&self.batch_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, i32>(&row.seq)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, i64>(&row.entity_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, String>(&row.entity_ref)?;
+            out.push_sql(", 200, ");
+            out.push_bind_param::<Text, str>(row.message)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+/// Greedy chunks of 128, 16 and 1 rows: three statement texts in all.
+fn fixed_size_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    for size in [128, 16, 1] {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            chunks.push(chunk);
+            rows = rest;
+        }
+    }
+    chunks
+}
+
+fn sqlite_multi_row_cached(
+    c: &mut SqliteConnection,
+    batch_id: i64,
+    base: i64,
+    records: &[Record],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let mut landed = Vec::with_capacity(records.len());
+    let mut first = 0;
+    for chunk in fixed_size_chunks(records) {
+        let versions = (first..first + chunk.len())
+            .map(|i| base + i as i64)
+            .collect();
+        first += chunk.len();
+        let upsert = UpsertMany {
+            records: chunk,
+            versions,
+            now,
+        };
+        landed.extend(upsert.load::<Landed>(c)?);
+    }
+    let rows = result_rows(records, base, &landed);
+    for chunk in fixed_size_chunks(&rows) {
+        ResultsMany {
+            batch_id,
+            rows: chunk,
+        }
+        .execute(c)?;
+    }
+    Ok(())
+}
 
 fn sqlite_prepared(
     c: &mut SqliteConnection,
