@@ -11,9 +11,7 @@ use anyhow::{bail, Context};
 use crate::api::{self, ApiError, AppState};
 use crate::auth::accounts::bootstrap;
 use crate::config::Config;
-use crate::db::{
-    batches, build_pool, run_migrations, Backend, Checkpointer, ConnectionManager, WriteGate,
-};
+use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
@@ -23,8 +21,6 @@ pub struct Application {
     executor: Option<ExecutorHandle>,
     /// Held for the life of a SQLite executor, so a second one cannot contend.
     _executor_lock: Option<File>,
-    /// SQLite's WAL checkpoints, off the writers' path; stops when dropped.
-    checkpointer: Option<Checkpointer>,
 }
 
 impl Application {
@@ -88,7 +84,6 @@ impl Application {
             port,
             executor,
             _executor_lock: executor_lock,
-            checkpointer: (backend == Backend::Sqlite).then(|| Checkpointer::spawn(pool)),
         })
     }
 
@@ -113,7 +108,6 @@ impl Application {
         if let Some(executor) = self.executor {
             actix_web::rt::task::spawn_blocking(move || executor.stop()).await?;
         }
-        drop(self.checkpointer);
         log::info!("stopped");
         Ok(())
     }

@@ -84,12 +84,11 @@ impl r2d2::ManageConnection for ConnectionManager {
                     SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 // WAL so readers never wait for the executor; FULL so an accepted batch
                 // survives a power cut; a busy timeout rather than `database is locked`;
-                // statement journals (an upsert's undo) in memory rather than temp files;
-                // writers checkpoint only if the service's checkpoint thread falls behind.
+                // statement journals (an upsert's undo) in memory rather than temp files.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;",
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))

@@ -2,7 +2,6 @@
 
 pub mod accounts;
 pub mod batches;
-mod checkpoint;
 mod connection;
 pub mod jobs;
 pub mod models;
@@ -13,7 +12,6 @@ mod sql;
 pub mod tokens;
 mod write_gate;
 
-pub use checkpoint::Checkpointer;
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };
