@@ -71,9 +71,8 @@ impl Application {
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
             let mut executor_config = config.executor.clone();
-            if backend == Backend::Sqlite {
-                executor_config.workers = 1;
-            }
+            executor_config.workers =
+                executor_workers(backend, config.executor.workers, config.pool_size);
             let executor = Executor::new(pool.clone(), executor_config, gate.clone());
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
@@ -143,6 +142,22 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
     Ok(server.run())
 }
 
+/// Batches applied at once: one on SQLite (one writer); on PostgreSQL as asked, but each
+/// worker holds a connection for a whole batch, so two stay free for lease renewals and
+/// the API.
+fn executor_workers(backend: Backend, requested: usize, pool_size: u32) -> usize {
+    if backend == Backend::Sqlite {
+        return 1;
+    }
+    let room = (pool_size as usize).saturating_sub(2).max(1);
+    if requested > room {
+        log::warn!(
+            "{requested} executor workers need more than the pool's {pool_size} connections; running {room}"
+        );
+    }
+    requested.clamp(1, room)
+}
+
 fn listener_addr(bind_addr: &str, port: u16) -> String {
     match bind_addr.rsplit_once(':') {
         Some((host, _)) => format!("{host}:{port}"),
@@ -194,4 +209,18 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_workers_fit_the_pool_and_sqlite_runs_one() {
+        assert_eq!(executor_workers(Backend::Sqlite, 4, 8), 1);
+        assert_eq!(executor_workers(Backend::Postgres, 2, 8), 2);
+        assert_eq!(executor_workers(Backend::Postgres, 8, 8), 6);
+        assert_eq!(executor_workers(Backend::Postgres, 2, 2), 1);
+        assert_eq!(executor_workers(Backend::Postgres, 0, 8), 1);
+    }
 }

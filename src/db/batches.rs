@@ -7,7 +7,8 @@ use diesel::sql_query;
 use diesel::sql_types::{Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
-use super::schema::{batch_results, batches};
+use super::schema::batches;
+use super::sql::delete_before;
 use super::DbConnection;
 
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
@@ -158,22 +159,21 @@ pub fn notify_batch_accepted(conn: &mut DbConnection) -> QueryResult<()> {
     }
 }
 
+const PRUNED: &str = "SELECT id FROM batches WHERE status = 'COMPLETE' AND created_on < $1 \
+    ORDER BY id LIMIT $2";
+
 /// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their results.
+/// Both statements write first, so on SQLite the transaction takes the write lock at once
+/// rather than failing to upgrade a read when another process has written meanwhile.
 pub fn delete_completed_batches_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
     conn.transaction(|conn| {
-        let ids: Vec<i64> = batches::table
-            .filter(batches::status.eq(COMPLETE))
-            .filter(batches::created_on.lt(cutoff))
-            .order(batches::id)
-            .limit(limit)
-            .select(batches::id)
-            .load(conn)?;
-        diesel::delete(batch_results::table.filter(batch_results::batch_id.eq_any(&ids)))
-            .execute(conn)?;
-        diesel::delete(batches::table.filter(batches::id.eq_any(&ids))).execute(conn)
+        let results = format!("DELETE FROM batch_results WHERE batch_id IN ({PRUNED})");
+        delete_before(conn, &results, cutoff, limit)?;
+        let batches = format!("DELETE FROM batches WHERE id IN ({PRUNED})");
+        delete_before(conn, &batches, cutoff, limit)
     })
 }

@@ -129,7 +129,7 @@ impl Executor {
             }
             Ok(Ok(ApplyOutcome::LeaseLost)) => {
                 log::warn!(
-                    "batch {}: lease lost to another executor, its work discarded",
+                    "batch {}: lease lost to another executor, its open transaction rolled back",
                     batch.id
                 );
                 return Ok(Step::Processed(batch.id));
@@ -255,6 +255,8 @@ impl Executor {
                 }
             }
         }
+        // Pass the stop on to a sibling still waiting on the shared wake-up.
+        wakeup.notify();
         log::info!("executor {} stopped", self.owner);
     }
 }
