@@ -52,6 +52,11 @@ impl WriteGate {
         result
     }
 
+    /// Whether writers share one lock here (SQLite), so long writes should come in steps.
+    pub fn is_gated(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Whether an API write is waiting for its turn: a long executor write should commit
     /// what it has and let it go first.
     pub fn api_write_waiting(&self) -> bool {

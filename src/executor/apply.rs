@@ -22,8 +22,9 @@ use crate::domain::inventory::{
 /// Versions order writes to a position: batch id, then the record's index in the batch.
 pub const VERSION_STRIDE: i64 = 8192;
 
-/// Most records one step upserts; a waiting API write gets the lock after at most one step.
-const STEP_RECORDS: usize = 512;
+/// Most records one step upserts where API writes share a write lock (SQLite): a waiting
+/// write gets the lock after at most one step. Elsewhere a step is a whole pass.
+const GATED_STEP_RECORDS: usize = 512;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchSummary {
@@ -59,7 +60,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(checked: &[Checked], recorded: &HashSet<usize>) -> Plan {
+    fn new(checked: &[Checked], recorded: &HashSet<usize>, step_records: usize) -> Plan {
         let rejected = (0..checked.len())
             .filter(|i| checked[*i].is_err() && !recorded.contains(i))
             .collect();
@@ -67,7 +68,7 @@ impl Plan {
             .into_iter()
             .flat_map(|pass| {
                 let left: Vec<usize> = pass.into_iter().filter(|i| !recorded.contains(i)).collect();
-                left.chunks(STEP_RECORDS)
+                left.chunks(step_records)
                     .map(<[usize]>::to_vec)
                     .collect::<Vec<_>>()
             })
@@ -86,7 +87,12 @@ pub fn apply_batch(
 ) -> anyhow::Result<ApplyOutcome> {
     let checked = check_batch(batch, job_retailer_id)?;
     let recorded = recorded_records(conn, batch.id)?;
-    let plan = Plan::new(&checked, &recorded);
+    let step_records = if gate.is_gated() {
+        GATED_STEP_RECORDS
+    } else {
+        usize::MAX
+    };
+    let plan = Plan::new(&checked, &recorded, step_records);
 
     let mut summary = BatchSummary {
         records: checked.len(),
@@ -118,10 +124,22 @@ fn check_batch(batch: &ClaimedBatch, job_retailer_id: &str) -> anyhow::Result<Ve
         .context("the batch has no records stored")?;
     let raw: Vec<&RawValue> =
         serde_json::from_str(entities).context("stored records are not a JSON array")?;
-    let checked: Vec<Checked> = raw
-        .iter()
-        .map(|r| check_record(r, job_retailer_id))
-        .collect();
+    let check = |r: &&RawValue| check_record(r, job_retailer_id);
+    // Checking is CPU work before the transaction: a large batch is split over two threads.
+    let (first, second) = raw.split_at(raw.len() / 2);
+    let checked: Vec<Checked> = if raw.len() < 1000 {
+        raw.iter().map(check).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| second.iter().map(check).collect::<Vec<_>>());
+            let mut checked: Vec<Checked> = first.iter().map(check).collect();
+            match other.join() {
+                Ok(rest) => checked.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            checked
+        })
+    };
     #[cfg(feature = "fault-injection")]
     fault_injection::before_apply(&checked);
     Ok(checked)
@@ -520,7 +538,7 @@ mod tests {
 
             let (_dir, mut conn, batch) = claimed();
             let checked = check_batch(&batch, "1").unwrap();
-            let plan = Plan::new(&checked, &HashSet::new());
+            let plan = Plan::new(&checked, &HashSet::new(), GATED_STEP_RECORDS);
             let first = apply_steps(
                 &mut conn,
                 &contended_gate(),
@@ -546,7 +564,7 @@ mod tests {
         fn a_failed_batch_keeps_the_results_it_committed() {
             let (_dir, mut conn, batch) = claimed();
             let checked = check_batch(&batch, "1").unwrap();
-            let plan = Plan::new(&checked, &HashSet::new());
+            let plan = Plan::new(&checked, &HashSet::new(), GATED_STEP_RECORDS);
             apply_steps(
                 &mut conn,
                 &contended_gate(),
