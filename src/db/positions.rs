@@ -44,12 +44,8 @@ pub fn upsert_positions(
     match conn {
         DbConnection::Sqlite(c) => {
             let mut landed = Vec::with_capacity(rows.len());
-            for rows in ladder_chunks(rows, &[128, 16, 1]) {
-                landed.extend(match rows.len() {
-                    128 => SqliteUpsert::<128> { rows, now }.load::<UpsertedPosition>(c)?,
-                    16 => SqliteUpsert::<16> { rows, now }.load(c)?,
-                    _ => SqliteUpsert::<1> { rows, now }.load(c)?,
-                });
+            for chunk in ladder_chunks(rows, &[128, 16, 1]) {
+                landed.extend(SqliteUpsert { rows: chunk, now }.load::<UpsertedPosition>(c)?);
             }
             Ok(landed)
         }
@@ -79,31 +75,26 @@ pub fn upsert_positions(
     }
 }
 
-/// An upsert of exactly `ROWS` positions on SQLite. Unlike `sql_query`, diesel prepares it
-/// once per connection and finds it again by type, without rebuilding its text. The
-/// timestamp is bound once.
-struct SqliteUpsert<'a, const ROWS: usize> {
+/// A multi-row SQLite upsert. Unlike `sql_query`, diesel caches its prepared statement
+/// (by text, which depends only on the row count). The timestamp is bound once.
+struct SqliteUpsert<'a> {
     rows: &'a [PositionWrite<'a>],
     now: NaiveDateTime,
 }
 
-/// The prepared-statement identity of a `ROWS`-row upsert (diesel's cache key).
-struct UpsertShape<const ROWS: usize>;
-
-impl<const ROWS: usize> QueryId for SqliteUpsert<'_, ROWS> {
-    type QueryId = UpsertShape<ROWS>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl QueryId for SqliteUpsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<const ROWS: usize> Query for SqliteUpsert<'_, ROWS> {
+impl Query for SqliteUpsert<'_> {
     type SqlType = Untyped;
 }
 
-impl<const ROWS: usize> RunQueryDsl<SqliteConnection> for SqliteUpsert<'_, ROWS> {}
+impl RunQueryDsl<SqliteConnection> for SqliteUpsert<'_> {}
 
-impl<const ROWS: usize> QueryFragment<Sqlite> for SqliteUpsert<'_, ROWS> {
+impl QueryFragment<Sqlite> for SqliteUpsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        exact_rows(self.rows.len(), ROWS)?;
         out.push_sql("INSERT INTO inventory_positions (");
         out.push_sql(COLUMNS);
         out.push_sql(
@@ -144,17 +135,6 @@ impl<const ROWS: usize> QueryFragment<Sqlite> for SqliteUpsert<'_, ROWS> {
         out.push_sql(ON_CONFLICT);
         out.push_sql(RETURNING);
         Ok(())
-    }
-}
-
-/// A statement cached by type must always have the row count its text was built for.
-pub(super) fn exact_rows(rows: usize, expected: usize) -> QueryResult<()> {
-    if rows == expected {
-        Ok(())
-    } else {
-        Err(diesel::result::Error::QueryBuilderError(
-            format!("a {expected}-row statement was given {rows} rows").into(),
-        ))
     }
 }
 

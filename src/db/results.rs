@@ -7,7 +7,6 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::models::{BatchResult, NewResult};
-use super::positions::exact_rows;
 use super::schema::batch_results;
 use super::sql::ladder_chunks;
 use super::DbConnection;
@@ -22,12 +21,12 @@ pub fn insert_results(
 ) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => {
-            for rows in ladder_chunks(rows, &[256, 16, 1]) {
-                match rows.len() {
-                    256 => SqliteInsert::<256> { batch_id, rows }.execute(c)?,
-                    16 => SqliteInsert::<16> { batch_id, rows }.execute(c)?,
-                    _ => SqliteInsert::<1> { batch_id, rows }.execute(c)?,
-                };
+            for chunk in ladder_chunks(rows, &[256, 16, 1]) {
+                SqliteInsert {
+                    batch_id,
+                    rows: chunk,
+                }
+                .execute(c)?;
             }
             Ok(())
         }
@@ -54,25 +53,22 @@ pub fn insert_results(
     }
 }
 
-/// An insert of exactly `ROWS` results on SQLite, prepared once per connection.
-struct SqliteInsert<'a, const ROWS: usize> {
+/// A multi-row SQLite insert of results; diesel caches its prepared statement by text,
+/// which depends only on the row count.
+struct SqliteInsert<'a> {
     batch_id: i64,
     rows: &'a [NewResult],
 }
 
-/// The prepared-statement identity of a `ROWS`-row insert (diesel's cache key).
-struct InsertShape<const ROWS: usize>;
-
-impl<const ROWS: usize> QueryId for SqliteInsert<'_, ROWS> {
-    type QueryId = InsertShape<ROWS>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl QueryId for SqliteInsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<const ROWS: usize> RunQueryDsl<SqliteConnection> for SqliteInsert<'_, ROWS> {}
+impl RunQueryDsl<SqliteConnection> for SqliteInsert<'_> {}
 
-impl<const ROWS: usize> QueryFragment<Sqlite> for SqliteInsert<'_, ROWS> {
+impl QueryFragment<Sqlite> for SqliteInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        exact_rows(self.rows.len(), ROWS)?;
         out.push_sql("INSERT INTO batch_results (");
         out.push_sql(COLUMNS);
         out.push_sql(") VALUES ");

@@ -124,22 +124,10 @@ fn check_batch(batch: &ClaimedBatch, job_retailer_id: &str) -> anyhow::Result<Ve
         .context("the batch has no records stored")?;
     let raw: Vec<&RawValue> =
         serde_json::from_str(entities).context("stored records are not a JSON array")?;
-    let check = |r: &&RawValue| check_record(r, job_retailer_id);
-    // Checking is CPU work before the transaction: a large batch is split over two threads.
-    let (first, second) = raw.split_at(raw.len() / 2);
-    let checked: Vec<Checked> = if raw.len() < 1000 {
-        raw.iter().map(check).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| second.iter().map(check).collect::<Vec<_>>());
-            let mut checked: Vec<Checked> = first.iter().map(check).collect();
-            match other.join() {
-                Ok(rest) => checked.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            checked
-        })
-    };
+    let checked: Vec<Checked> = raw
+        .iter()
+        .map(|r| check_record(r, job_retailer_id))
+        .collect();
     #[cfg(feature = "fault-injection")]
     fault_injection::before_apply(&checked);
     Ok(checked)
