@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-use process::{numbers, Proxy, Service};
+use process::{execute, numbers, Proxy, Service};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -477,4 +477,47 @@ fn a_second_executor_on_one_sqlite_file_is_refused_with_a_reason() {
     let batch = post_batch(&base, &job, &[record("8", "L", "S", 1)]);
     let done = wait_for_status(&base, &job, &batch, "COMPLETE", Duration::from_secs(20));
     assert_all_results(&done, 1, 200);
+}
+
+#[test]
+fn results_of_a_partly_applied_batch_stay_hidden_until_it_is_complete() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        // No executor: the batch stays where the test puts it.
+        let api = Service::start("api", db.url(), "api", &[]);
+        let base = api.base();
+        let job = create_job(&base, "7");
+        let records: Vec<Value> = (0..3)
+            .map(|i| record("7", "L", &format!("SKU-{i}"), i))
+            .collect();
+        let batch = post_batch(&base, &job, &records);
+        // What an executor leaves after committing the first step of a batch it then lost.
+        execute(
+            db.url(),
+            &format!(
+                "UPDATE batches SET status = 'RUNNING' WHERE id = {batch}; \
+                 INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
+                 VALUES ({batch}, 0, 1, 'SKU-0:L', 200, 'Inventory created')"
+            ),
+        );
+        let running = get_batch(&base, &job, &batch);
+        assert_eq!(running["status"], "RUNNING", "{backend:?}");
+        assert_eq!(running["total"], 3, "{backend:?}");
+        assert_eq!(
+            running["results"],
+            json!([]),
+            "{backend:?}: no partial results"
+        );
+
+        execute(
+            db.url(),
+            &format!("UPDATE batches SET status = 'COMPLETE' WHERE id = {batch}"),
+        );
+        let complete = get_batch(&base, &job, &batch);
+        assert_eq!(
+            complete["results"].as_array().map(Vec::len),
+            Some(1),
+            "{backend:?}"
+        );
+    }
 }
