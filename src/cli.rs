@@ -198,7 +198,7 @@ impl ServeArgs {
                 lease: Duration::from_secs(self.lease_secs.max(1)),
                 max_attempts: self.max_attempts.max(1),
                 workers: match self.executor_workers {
-                    0 => 2,
+                    0 => ExecutorConfig::default().workers,
                     n => n,
                 },
             },

@@ -15,4 +15,5 @@ mod write_gate;
 pub use connection::{
     build_pool, run_migrations, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };
+pub use sql::ladder_chunks;
 pub use write_gate::WriteGate;

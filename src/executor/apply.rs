@@ -498,6 +498,14 @@ mod tests {
             }
         }
 
+        /// Runs only the batch's first transaction, as an executor that then stops would.
+        fn commit_first_transaction(conn: &mut DbConnection, batch: &ClaimedBatch) -> StepsDone {
+            let checked = check_batch(batch, "1").unwrap();
+            let plan = Plan::new(&checked, &HashSet::new(), GATED_STEP_RECORDS);
+            apply_steps(conn, &contended_gate(), batch, OWNER, &checked, &plan, 0)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
         fn uncontended_results() -> Vec<BatchResult> {
             let (_dir, mut conn, batch) = claimed();
             let summary = apply(&mut conn, &WriteGate::default(), &batch);
@@ -525,18 +533,7 @@ mod tests {
             let expected = uncontended_results();
 
             let (_dir, mut conn, batch) = claimed();
-            let checked = check_batch(&batch, "1").unwrap();
-            let plan = Plan::new(&checked, &HashSet::new(), GATED_STEP_RECORDS);
-            let first = apply_steps(
-                &mut conn,
-                &contended_gate(),
-                &batch,
-                OWNER,
-                &checked,
-                &plan,
-                0,
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+            let first = commit_first_transaction(&mut conn, &batch);
             assert_eq!(
                 (first.next_step, first.applied, first.rejected),
                 (1, 512, 1)
@@ -551,18 +548,7 @@ mod tests {
         #[test]
         fn a_failed_batch_keeps_the_results_it_committed() {
             let (_dir, mut conn, batch) = claimed();
-            let checked = check_batch(&batch, "1").unwrap();
-            let plan = Plan::new(&checked, &HashSet::new(), GATED_STEP_RECORDS);
-            apply_steps(
-                &mut conn,
-                &contended_gate(),
-                &batch,
-                OWNER,
-                &checked,
-                &plan,
-                0,
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+            commit_first_transaction(&mut conn, &batch);
             assert!(fail_batch(&mut conn, &WriteGate::default(), &batch, OWNER, "test").unwrap());
             let results = all_results(&mut conn, batch.id);
             let codes = |code| results.iter().filter(|r| r.response_code == code).count();

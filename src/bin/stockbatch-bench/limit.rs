@@ -14,7 +14,7 @@ use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 use stockbatch::db::positions::{COLUMNS, ON_CONFLICT, RETURNING};
 use stockbatch::db::schema::{batch_results, batches, inventory_positions, jobs};
-use stockbatch::db::{build_pool, run_migrations, DbConnection};
+use stockbatch::db::{build_pool, ladder_chunks, run_migrations, DbConnection};
 use stockbatch::executor::VERSION_STRIDE;
 
 use crate::args::{Args, Db};
@@ -427,18 +427,8 @@ impl QueryFragment<Sqlite> for ResultsMany<'_> {
     }
 }
 
-/// Greedy chunks of 128, 16 and 1 rows: three statement texts in all.
-fn fixed_size_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    for size in [128, 16, 1] {
-        while rows.len() >= size {
-            let (chunk, rest) = rows.split_at(size);
-            chunks.push(chunk);
-            rows = rest;
-        }
-    }
-    chunks
-}
+/// The service's statement sizes: three statement texts in all, each cached.
+const CACHED_SIZES: &[usize] = &[128, 16, 1];
 
 fn sqlite_multi_row_cached(
     c: &mut SqliteConnection,
@@ -449,7 +439,7 @@ fn sqlite_multi_row_cached(
 ) -> QueryResult<()> {
     let mut landed = Vec::with_capacity(records.len());
     let mut first = 0;
-    for chunk in fixed_size_chunks(records) {
+    for chunk in ladder_chunks(records, CACHED_SIZES) {
         let versions = (first..first + chunk.len())
             .map(|i| base + i as i64)
             .collect();
@@ -462,7 +452,7 @@ fn sqlite_multi_row_cached(
         landed.extend(upsert.load::<Landed>(c)?);
     }
     let rows = result_rows(records, base, &landed);
-    for chunk in fixed_size_chunks(&rows) {
+    for chunk in ladder_chunks(&rows, CACHED_SIZES) {
         ResultsMany {
             batch_id,
             rows: chunk,
