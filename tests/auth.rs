@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use stockbatch::auth::secrets::token_hash;
 use stockbatch::auth::Permission;
+use stockbatch::db::accounts::{set_client_disabled, set_user_disabled};
 
 const RETAILER: &str = "100";
 
@@ -397,27 +398,110 @@ fn repeated_failed_logins_lock_the_username() {
 }
 
 #[test]
-fn disabling_a_user_or_client_ends_its_tokens_at_once() {
+fn concurrent_guesses_get_at_most_five_checks_before_the_lock() {
     for backend in backends() {
         let w = world(backend);
-        let owner = w.app.client_as("owner");
+        let base = w.app.base.clone();
+        for username in ["owner", "nobody"] {
+            let answers: Vec<(StatusCode, Value)> = std::thread::scope(|scope| {
+                let guesses: Vec<_> = (0..40)
+                    .map(|_| {
+                        let base = &base;
+                        scope.spawn(move || {
+                            token_request(
+                                base,
+                                &[("username", username), ("password", "guess guess guess")],
+                            )
+                        })
+                    })
+                    .collect();
+                guesses.into_iter().map(|g| g.join().unwrap()).collect()
+            });
+            let described = |text: &str| {
+                answers
+                    .iter()
+                    .filter(|(_, b)| {
+                        b["error_description"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with(text)
+                    })
+                    .count()
+            };
+            let checked = described("Bad credentials");
+            let locked = described("too many failed logins");
+            let busy = answers
+                .iter()
+                .filter(|(s, b)| {
+                    *s == StatusCode::SERVICE_UNAVAILABLE && b["error"] == "temporarily_unavailable"
+                })
+                .count();
+            assert!(
+                (1..=5).contains(&checked),
+                "{backend:?} {username}: {checked} guesses were checked"
+            );
+            assert_eq!(checked + locked + busy, 40, "{backend:?}: {answers:?}");
+            let (_, body) = token_request(
+                &base,
+                &[("username", username), ("password", USER_PASSWORD)],
+            );
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("too many failed logins"),
+                "{backend:?} {username}: locked even for the right password: {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn disabling_a_user_or_client_ends_its_tokens_for_good() {
+    for backend in backends() {
+        let w = world(backend);
+        let (_, tokens) = token_request(
+            &w.app.base,
+            &[("username", "owner"), ("password", USER_PASSWORD)],
+        );
+        let owner = client_with_token(tokens["access_token"].as_str().unwrap());
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
         let url = format!("{}/api/v4.1/job/{}", w.app.base, w.job);
         assert_eq!(send(owner.get(&url)).0, StatusCode::OK);
-        execute(
-            w.app.db.url(),
-            "UPDATE users SET disabled = 1 WHERE username = 'owner'",
-        );
+
+        // As `stockbatch user disable owner`, then `user enable owner`.
+        w.app.with_db(|conn| {
+            assert!(set_user_disabled(conn, "owner", true).unwrap());
+        });
         assert_eq!(
             send(owner.get(&url)).0,
             StatusCode::UNAUTHORIZED,
             "{backend:?}"
         );
-        execute(
-            w.app.db.url(),
-            "UPDATE users SET disabled = 0 WHERE username = 'owner'",
+        w.app.with_db(|conn| {
+            assert!(set_user_disabled(conn, "owner", false).unwrap());
+        });
+        assert_eq!(
+            send(owner.get(&url)).0,
+            StatusCode::UNAUTHORIZED,
+            "{backend:?}: re-enabling must not bring the old access token back"
         );
+        let (status, body) = token_request(
+            &w.app.base,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        );
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{backend:?}: nor the old refresh token"
+        );
+        let owner = w.app.client_as("owner");
         assert_eq!(send(owner.get(&url)).0, StatusCode::OK, "{backend:?}");
-        execute(w.app.db.url(), "UPDATE oauth_clients SET disabled = 1");
+
+        // As `stockbatch client disable`, then `client enable`.
+        w.app.with_db(|conn| {
+            assert!(set_client_disabled(conn, CLIENT_ID, true).unwrap());
+        });
         assert_eq!(
             send(owner.get(&url)).0,
             StatusCode::UNAUTHORIZED,
@@ -431,6 +515,15 @@ fn disabling_a_user_or_client_ends_its_tokens_at_once() {
             (status, body["error"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_client"))
         );
+        w.app.with_db(|conn| {
+            assert!(set_client_disabled(conn, CLIENT_ID, false).unwrap());
+        });
+        assert_eq!(
+            send(owner.get(&url)).0,
+            StatusCode::UNAUTHORIZED,
+            "{backend:?}: re-enabling the client must not bring its tokens back"
+        );
+        assert_eq!(send(w.app.client_as("owner").get(&url)).0, StatusCode::OK);
     }
 }
 

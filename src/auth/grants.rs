@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeDelta, Utc};
+use chrono::{NaiveDateTime, TimeDelta};
 use serde::{Deserialize, Serialize};
 
-use super::secrets::{new_token, token_hash, verify_secret};
-use crate::db::models::{NewToken, OauthClient};
+use super::hasher::Check;
+use super::secrets::{new_token, token_hash, VerifiedSecrets};
+use crate::db::models::{NewToken, OauthClient, User};
 use crate::db::{accounts, tokens, DbConnection};
 
 /// The only scope there is; Fluent clients ask for it.
@@ -99,6 +100,12 @@ pub enum GrantError {
     InvalidScope,
     #[error("too many failed logins; retry in {0} seconds")]
     Locked(i64),
+    #[error("too many logins are being checked; retry shortly")]
+    Busy,
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal server error")]
+    Internal(String),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -112,50 +119,101 @@ impl GrantError {
             GrantError::InvalidGrant(_) | GrantError::Locked(_) => "invalid_grant",
             GrantError::UnsupportedGrantType => "unsupported_grant_type",
             GrantError::InvalidScope => "invalid_scope",
-            GrantError::Db(_) => "server_error",
+            GrantError::Busy | GrantError::Unavailable => "temporarily_unavailable",
+            GrantError::Internal(_) | GrantError::Db(_) => "server_error",
         }
     }
 }
 
-/// Runs the grant `request` asks for and issues a new access and refresh token.
-pub fn grant(
-    conn: &mut DbConnection,
-    request: &TokenRequest,
-    settings: &TokenSettings,
-) -> Result<TokenResponse, GrantError> {
-    let grant_type = required(&request.grant_type, "grant_type")?;
+/// The longest a token parameter may be: names are at most 255 characters; secrets and
+/// tokens far shorter than this. Longer values are refused before any lookup.
+const MAX_NAME_CHARS: usize = 255;
+const MAX_SECRET_BYTES: usize = 1024;
+const MAX_WORD_BYTES: usize = 64;
+
+/// A token request whose parameters passed their checks.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    Password {
+        client: ClientCredentials,
+        username: String,
+        password: String,
+    },
+    RefreshToken {
+        client: ClientCredentials,
+        refresh_token: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: String,
+}
+
+impl Grant {
+    pub fn client(&self) -> &ClientCredentials {
+        match self {
+            Grant::Password { client, .. } | Grant::RefreshToken { client, .. } => client,
+        }
+    }
+}
+
+/// Checks the grant type, scope and every parameter's presence and size.
+pub fn parse_grant(request: &TokenRequest) -> Result<Grant, GrantError> {
+    let grant_type = required(&request.grant_type, "grant_type", MAX_WORD_BYTES)?;
     if !matches!(grant_type, "password" | "refresh_token") {
         return Err(GrantError::UnsupportedGrantType);
     }
-    if request.scope.as_deref().is_some_and(|s| s != SCOPE) {
-        return Err(GrantError::InvalidScope);
+    if let Some(scope) = &request.scope {
+        capped(scope, "scope", MAX_WORD_BYTES)?;
+        if scope != SCOPE {
+            return Err(GrantError::InvalidScope);
+        }
     }
-    let client_id = required(&request.client_id, "client_id")?;
-    let client_secret = required(&request.client_secret, "client_secret")?;
-    let now = Utc::now().naive_utc();
-    let (user_id, client) = if grant_type == "password" {
-        let username = required(&request.username, "username")?;
-        let password = required(&request.password, "password")?;
-        let client = authenticate_client(conn, client_id, client_secret)?;
-        (
-            authenticate_user(conn, username, password, now, settings)?,
-            client,
-        )
-    } else {
-        let refresh = required(&request.refresh_token, "refresh_token")?;
-        let client = authenticate_client(conn, client_id, client_secret)?;
-        let user_id = tokens::consume_refresh_token(conn, &token_hash(refresh), client.id, now)?
-            .ok_or(GrantError::InvalidGrant("Invalid refresh token"))?;
-        (user_id, client)
+    let client = ClientCredentials {
+        client_id: required_name(&request.client_id, "client_id")?,
+        secret: required(&request.client_secret, "client_secret", MAX_SECRET_BYTES)?.to_owned(),
     };
-    issue(conn, user_id, &client, now, settings)
+    match grant_type {
+        "password" => Ok(Grant::Password {
+            client,
+            username: required_name(&request.username, "username")?,
+            password: required(&request.password, "password", MAX_SECRET_BYTES)?.to_owned(),
+        }),
+        "refresh_token" => Ok(Grant::RefreshToken {
+            client,
+            refresh_token: required(&request.refresh_token, "refresh_token", MAX_SECRET_BYTES)?
+                .to_owned(),
+        }),
+        _ => Err(GrantError::UnsupportedGrantType),
+    }
 }
 
-fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GrantError> {
+fn required<'a>(value: &'a Option<String>, name: &str, max: usize) -> Result<&'a str, GrantError> {
     let value = value
         .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| GrantError::InvalidRequest(format!("'{name}' is required")))?;
+    capped(value, name, max)
+}
+
+fn required_name(value: &Option<String>, name: &str) -> Result<String, GrantError> {
+    let value = required(value, name, MAX_NAME_CHARS * 4)?;
+    if value.chars().count() > MAX_NAME_CHARS {
+        return Err(GrantError::InvalidRequest(format!(
+            "'{name}' must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn capped<'a>(value: &'a str, name: &str, max_bytes: usize) -> Result<&'a str, GrantError> {
+    if value.len() > max_bytes {
+        return Err(GrantError::InvalidRequest(format!(
+            "'{name}' must be at most {max_bytes} bytes"
+        )));
+    }
     // No name, secret or token holds one, and PostgreSQL text cannot even be compared with one.
     if value.contains('\0') {
         return Err(GrantError::InvalidRequest(format!(
@@ -165,51 +223,156 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GrantE
     Ok(value)
 }
 
-fn authenticate_client(
+/// What a grant found in the database before any secret is checked.
+#[derive(Debug)]
+pub struct Prepared {
+    pub client: OauthClient,
+    /// Password grant: the user, if the username exists.
+    pub user: Option<User>,
+    /// Password grant: the number of this attempt in the username's run of failures.
+    pub attempt: Option<i32>,
+}
+
+/// First step of a grant: the client must exist and be enabled, or the request is refused
+/// before any hashing. Client ids are identifiers, not secrets (RFC 6749 §2.2): that an
+/// unknown one is refused sooner than a wrong secret reveals nothing to protect.
+pub fn find_enabled_client(
     conn: &mut DbConnection,
-    client_id: &str,
-    secret: &str,
+    grant: &Grant,
 ) -> Result<OauthClient, GrantError> {
-    let client = accounts::find_client(conn, client_id)?;
-    let verified = verify_secret(secret, client.as_ref().map(|c| c.secret_hash.as_str()));
-    client
-        .filter(|c| verified && c.disabled == 0)
+    accounts::find_client(conn, &grant.client().client_id)?
+        .filter(|c| c.disabled == 0)
         .ok_or(GrantError::InvalidClient)
 }
 
-/// Checks a username and password, counting failures per username (known or not) and
-/// locking it after `lockout_after` in a row, so passwords cannot be guessed at speed.
-fn authenticate_user(
+/// Second step, once the login has a place in the hashing queue: a password grant counts
+/// its attempt for the username (known or not) atomically, before the password is checked,
+/// so no concurrency lets more than `lockout_after` checks through before the lock.
+pub fn prepare(
     conn: &mut DbConnection,
-    username: &str,
-    password: &str,
+    grant: &Grant,
+    client: OauthClient,
     now: NaiveDateTime,
     settings: &TokenSettings,
-) -> Result<i64, GrantError> {
-    let (failures, locked_until) =
-        accounts::find_login_failures(conn, username)?.unwrap_or((0, None));
-    if let Some(until) = locked_until.filter(|until| *until > now) {
-        return Err(GrantError::Locked((until - now).num_seconds().max(1)));
-    }
-    let user = accounts::find_user(conn, username)?;
-    let verified = verify_secret(password, user.as_ref().map(|u| u.password_hash.as_str()));
-    match user.filter(|u| verified && u.disabled == 0) {
-        Some(user) => {
-            if failures > 0 {
-                accounts::clear_login_failures(conn, username)?;
-            }
-            Ok(user.id)
+) -> Result<Prepared, GrantError> {
+    let Grant::Password { username, .. } = grant else {
+        return Ok(Prepared {
+            client,
+            user: None,
+            attempt: None,
+        });
+    };
+    let provisional_lock = now + to_delta(settings.lockout_base);
+    match accounts::reserve_login_attempt(
+        conn,
+        username,
+        settings.lockout_after,
+        now,
+        provisional_lock,
+    )? {
+        Ok(attempt) => Ok(Prepared {
+            client,
+            user: accounts::find_user(conn, username)?,
+            attempt: Some(attempt),
+        }),
+        Err(until) => {
+            let seconds = until.map_or(1, |until| (until - now).num_seconds().max(1));
+            Err(GrantError::Locked(seconds))
         }
-        None => {
-            let failures = failures.saturating_add(1);
-            let locked_until = lock_for(failures, settings).map(|lock| now + lock);
-            accounts::save_login_failures(conn, username, failures, locked_until)?;
-            if locked_until.is_some() {
-                log::warn!("login locked after {failures} failures in a row");
-            }
-            Err(GrantError::InvalidGrant(BAD_CREDENTIALS))
-        }
     }
+}
+
+/// The secrets to check for a grant, in order: the client's secret (unless it was verified
+/// before against the same stored hash), then for a password grant the password — against
+/// a dummy hash when the user is unknown, so unknown and known users take as long.
+pub fn checks(grant: &Grant, prepared: &Prepared, verified: &VerifiedSecrets) -> Vec<Check> {
+    let client = grant.client();
+    let mut checks = Vec::new();
+    if !verified.contains(
+        prepared.client.id,
+        &prepared.client.secret_hash,
+        &client.secret,
+    ) {
+        checks.push(Check {
+            secret: client.secret.clone(),
+            stored: Some(prepared.client.secret_hash.clone()),
+        });
+    }
+    if let Grant::Password { password, .. } = grant {
+        checks.push(Check {
+            secret: password.clone(),
+            stored: prepared.user.as_ref().map(|u| u.password_hash.clone()),
+        });
+    }
+    checks
+}
+
+/// Last step: records the login's outcome and issues tokens. `passed` is the outcome of
+/// [`checks`], in order.
+pub fn finish(
+    conn: &mut DbConnection,
+    grant: &Grant,
+    prepared: &Prepared,
+    passed: &[bool],
+    verified: &VerifiedSecrets,
+    now: NaiveDateTime,
+    settings: &TokenSettings,
+) -> Result<TokenResponse, GrantError> {
+    let client_checked = passed.len() > usize::from(matches!(grant, Grant::Password { .. }));
+    let client_ok = !client_checked || passed[0];
+    let user_id = match grant {
+        Grant::Password { username, .. } => {
+            let attempt = prepared.attempt.unwrap_or(settings.lockout_after);
+            if !client_ok {
+                // The password was not checked: this attempt does not count against the user.
+                accounts::release_login_attempt(conn, username, settings.lockout_after)?;
+                return Err(GrantError::InvalidClient);
+            }
+            let password_ok = passed.last().copied().unwrap_or(false);
+            match prepared
+                .user
+                .as_ref()
+                .filter(|u| password_ok && u.disabled == 0)
+            {
+                Some(user) => {
+                    accounts::clear_login_failures(conn, username)?;
+                    user.id
+                }
+                None => {
+                    if let Some(lock) = lock_for(attempt, settings) {
+                        accounts::lock_login(conn, username, now + lock, now)?;
+                        log::warn!("login locked after {attempt} failures in a row");
+                    }
+                    return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+                }
+            }
+        }
+        Grant::RefreshToken { refresh_token, .. } => {
+            if !client_ok {
+                return Err(GrantError::InvalidClient);
+            }
+            tokens::consume_refresh_token(
+                conn,
+                &token_hash(refresh_token),
+                prepared.client.id,
+                now,
+            )?
+            .ok_or(GrantError::InvalidGrant("Invalid refresh token"))?
+        }
+    };
+    if client_checked {
+        let client = grant.client();
+        verified.insert(
+            prepared.client.id,
+            &prepared.client.secret_hash,
+            &client.secret,
+        );
+    }
+    issue(conn, user_id, &prepared.client, now, settings)
+}
+
+fn to_delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::days(1))
 }
 
 /// How long a username is locked after `failures` failures in a row.
@@ -237,7 +400,6 @@ fn issue(
         .ok_or(GrantError::InvalidGrant(BAD_CREDENTIALS))?;
     let (access, refresh) = (new_token(), new_token());
     let (access_hash, refresh_hash) = (token_hash(&access), token_hash(&refresh));
-    let ttl = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::days(1));
     tokens::insert_tokens(
         conn,
         &[
@@ -246,7 +408,7 @@ fn issue(
                 kind: tokens::ACCESS,
                 user_id,
                 client_id: client.id,
-                expires_at: now + ttl(settings.access_ttl),
+                expires_at: now + to_delta(settings.access_ttl),
                 created_on: now,
             },
             NewToken {
@@ -254,7 +416,7 @@ fn issue(
                 kind: tokens::REFRESH,
                 user_id,
                 client_id: client.id,
-                expires_at: now + ttl(settings.refresh_ttl),
+                expires_at: now + to_delta(settings.refresh_ttl),
                 created_on: now,
             },
         ],

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod grants;
+pub mod hasher;
 pub mod permissions;
 pub mod principal;
 pub mod secrets;

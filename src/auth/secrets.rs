@@ -1,9 +1,11 @@
-//! Passwords and client secrets (argon2id), tokens (CSPRNG, stored as SHA-256).
+//! Passwords and client secrets (argon2id), tokens (CSPRNG, stored as SHA-256). Checking a
+//! secret against its hash happens on the hashing threads (`hasher.rs`).
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
@@ -47,23 +49,6 @@ pub fn hash_secret(secret: &str) -> String {
     })
 }
 
-/// Checks `secret` against a stored hash in constant time. With no stored hash (unknown
-/// user or client) it checks against a dummy, so the answer takes as long either way.
-pub fn verify_secret(secret: &str, stored: Option<&str>) -> bool {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_secret("no account has this password"));
-    let matched = PasswordHash::new(stored.unwrap_or(dummy))
-        .map(|hash| {
-            with_hash_slot(|| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &hash)
-                    .is_ok()
-            })
-        })
-        .unwrap_or(false);
-    matched && stored.is_some()
-}
-
 /// A new random token: 256 bits from the OS CSPRNG, hex-encoded.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -83,6 +68,37 @@ pub fn new_secret() -> String {
         .collect()
 }
 
+/// Client secrets that passed an argon2 check, remembered (as SHA-256, in memory only)
+/// so that a client logging its users in does not pay for a second hash on every login.
+/// An entry holds only while the client's stored hash is the one it was checked against.
+#[derive(Default)]
+pub struct VerifiedSecrets(Mutex<HashMap<i64, (String, [u8; 32])>>);
+
+/// Entries kept at most; clients are few, this only bounds a misuse.
+const MAX_VERIFIED_SECRETS: usize = 1024;
+
+impl VerifiedSecrets {
+    /// Whether `secret` was verified against `stored` for client `id`.
+    pub fn contains(&self, id: i64, stored: &str, secret: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(&id).is_some_and(|(hash, known)| {
+            hash == stored && known.iter().zip(digest).fold(0, |d, (a, b)| d | (a ^ b)) == 0
+        })
+    }
+
+    pub fn insert(&self, id: i64, stored: &str, secret: &str) {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_VERIFIED_SECRETS {
+            entries.clear();
+        }
+        entries.insert(
+            id,
+            (stored.to_owned(), Sha256::digest(secret.as_bytes()).into()),
+        );
+    }
+}
+
 /// What the database keeps of a token: its SHA-256, hex-encoded.
 pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -97,14 +113,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_verify_only_against_their_hash() {
+    fn secrets_are_stored_as_argon2id() {
         let hash = hash_secret("correct horse");
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains("correct horse"));
-        assert!(verify_secret("correct horse", Some(&hash)));
-        assert!(!verify_secret("wrong horse", Some(&hash)));
-        assert!(!verify_secret("no account has this password", None));
-        assert!(!verify_secret("x", Some("not a phc string")));
+        assert_ne!(hash, hash_secret("correct horse"), "salted");
+    }
+
+    #[test]
+    fn verified_secrets_hold_only_for_the_hash_they_were_checked_against() {
+        let verified = VerifiedSecrets::default();
+        verified.insert(1, "$hash-a", "s3cret");
+        assert!(verified.contains(1, "$hash-a", "s3cret"));
+        assert!(!verified.contains(1, "$hash-a", "other"));
+        assert!(!verified.contains(1, "$hash-b", "s3cret"), "secret rotated");
+        assert!(!verified.contains(2, "$hash-a", "s3cret"));
     }
 
     #[test]

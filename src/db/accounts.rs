@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{NewUser, OauthClient, Retailer, User};
-use super::schema::{login_failures, oauth_clients, retailers, users};
+use super::schema::{login_failures, oauth_clients, retailers, tokens, users};
+use super::sql::{self, delete_before};
 use super::DbConnection;
 
 /// Registers a retailer unless it exists. Returns whether it was new.
@@ -68,16 +69,24 @@ pub fn count_users(conn: &mut DbConnection) -> QueryResult<i64> {
     users::table.count().get_result(conn)
 }
 
-/// Disables or re-enables a user. Returns whether the user exists.
+/// Disables or re-enables a user. Disabling deletes the user's tokens, so re-enabling
+/// never brings them back. Returns whether the user exists.
 pub fn set_user_disabled(
     conn: &mut DbConnection,
     username: &str,
     disabled: bool,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(users::table.filter(users::username.eq(username)))
-        .set(users::disabled.eq(i32::from(disabled)))
-        .execute(conn)?;
-    Ok(updated == 1)
+    conn.transaction(|conn| {
+        let id: Option<i64> = diesel::update(users::table.filter(users::username.eq(username)))
+            .set(users::disabled.eq(i32::from(disabled)))
+            .returning(users::id)
+            .get_result(conn)
+            .optional()?;
+        if let (Some(id), true) = (id, disabled) {
+            diesel::delete(tokens::table.filter(tokens::user_id.eq(id))).execute(conn)?;
+        }
+        Ok(id.is_some())
+    })
 }
 
 pub fn insert_client(
@@ -116,57 +125,94 @@ pub fn count_clients(conn: &mut DbConnection) -> QueryResult<i64> {
     oauth_clients::table.count().get_result(conn)
 }
 
-/// Disables or re-enables a client. Returns whether the client exists.
+/// Disables or re-enables a client. Disabling deletes the tokens issued through it, so
+/// re-enabling never brings them back. Returns whether the client exists.
 pub fn set_client_disabled(
     conn: &mut DbConnection,
     client_id: &str,
     disabled: bool,
 ) -> QueryResult<bool> {
-    let updated =
-        diesel::update(oauth_clients::table.filter(oauth_clients::client_id.eq(client_id)))
-            .set(oauth_clients::disabled.eq(i32::from(disabled)))
-            .execute(conn)?;
-    Ok(updated == 1)
+    conn.transaction(|conn| {
+        let id: Option<i64> =
+            diesel::update(oauth_clients::table.filter(oauth_clients::client_id.eq(client_id)))
+                .set(oauth_clients::disabled.eq(i32::from(disabled)))
+                .returning(oauth_clients::id)
+                .get_result(conn)
+                .optional()?;
+        if let (Some(id), true) = (id, disabled) {
+            diesel::delete(tokens::table.filter(tokens::client_id.eq(id))).execute(conn)?;
+        }
+        Ok(id.is_some())
+    })
 }
 
-/// Consecutive failures and the lock, if any, for a username.
-pub fn find_login_failures(
+/// Counts a login attempt for `username` before its password is checked, unless the
+/// username is locked: `Ok(n)` is the attempt's number in the run of failures (including
+/// attempts still being checked), `Err(until)` the lock that refused it. The attempt that
+/// reaches `threshold` holds a provisional lock until `provisional_lock` while it is
+/// checked, so concurrent guesses wait for its outcome. One statement, so concurrent
+/// attempts cannot both read the same count.
+pub fn reserve_login_attempt(
     conn: &mut DbConnection,
     username: &str,
-) -> QueryResult<Option<(i32, Option<NaiveDateTime>)>> {
-    login_failures::table
-        .find(username)
-        .select((login_failures::failures, login_failures::locked_until))
-        .first(conn)
-        .optional()
-}
-
-pub fn save_login_failures(
-    conn: &mut DbConnection,
-    username: &str,
-    failures: i32,
-    locked_until: Option<NaiveDateTime>,
-) -> QueryResult<()> {
-    let updated = diesel::update(login_failures::table.find(username))
-        .set((
-            login_failures::failures.eq(failures),
-            login_failures::locked_until.eq(locked_until),
-        ))
-        .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(login_failures::table)
-            .values((
-                login_failures::username.eq(username),
-                login_failures::failures.eq(failures),
-                login_failures::locked_until.eq(locked_until),
-            ))
-            .execute(conn)?;
+    threshold: i32,
+    now: NaiveDateTime,
+    provisional_lock: NaiveDateTime,
+) -> QueryResult<Result<i32, Option<NaiveDateTime>>> {
+    let reserved = sql::query_login_attempt(conn, username, threshold, now, provisional_lock)?;
+    match reserved {
+        Some(attempt) => Ok(Ok(attempt)),
+        None => Ok(Err(login_failures::table
+            .find(username)
+            .select(login_failures::locked_until)
+            .first(conn)
+            .optional()?
+            .flatten())),
     }
-    Ok(())
+}
+
+/// Takes back an attempt whose password was never checked (its client was refused).
+pub fn release_login_attempt(
+    conn: &mut DbConnection,
+    username: &str,
+    threshold: i32,
+) -> QueryResult<()> {
+    sql::release_login_attempt(conn, username, threshold)
+}
+
+/// Locks `username` until `until` after a failed check.
+pub fn lock_login(
+    conn: &mut DbConnection,
+    username: &str,
+    until: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(login_failures::table.find(username))
+        .set((
+            login_failures::locked_until.eq(Some(until)),
+            login_failures::updated_on.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn clear_login_failures(conn: &mut DbConnection, username: &str) -> QueryResult<()> {
     diesel::delete(login_failures::table.find(username))
         .execute(conn)
         .map(|_| ())
+}
+
+/// Deletes up to `limit` failure counters untouched since `cutoff`.
+pub fn delete_login_failures_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    delete_before(
+        conn,
+        "DELETE FROM login_failures WHERE username IN (SELECT username FROM login_failures \
+         WHERE updated_on < $1 ORDER BY updated_on LIMIT $2)",
+        cutoff,
+        limit,
+    )
 }

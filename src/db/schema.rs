@@ -109,6 +109,7 @@ diesel::table! {
         username -> Text,
         failures -> Integer,
         locked_until -> Nullable<Timestamp>,
+        updated_on -> Timestamp,
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
 
 use super::DbConnection;
 
@@ -23,6 +23,12 @@ pub fn ladder_chunks<'a, T>(mut rows: &'a [T], sizes: &'static [usize]) -> Vec<&
     chunks
 }
 
+/// SQLite binds `$1`-style parameters by their order of first appearance, not by number;
+/// `?1` is bound by number, as `$1` is on PostgreSQL.
+pub fn numbered_for_sqlite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
 /// Runs a bounded delete written with `$1` (the cutoff) and `$2` (the limit). SQLite reads
 /// `$1` as a named parameter, so one text serves both backends.
 pub fn delete_before(
@@ -38,6 +44,73 @@ pub fn delete_before(
         DbConnection::Sqlite(c) => query.execute(c),
         DbConnection::Pg(c) => query.execute(c),
     }
+}
+
+/// The attempt number a login reserved.
+#[derive(QueryableByName)]
+struct Attempt {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
+}
+
+/// Counts one more attempt unless the username is locked (see
+/// `accounts::reserve_login_attempt`); `None` when it is.
+pub fn query_login_attempt(
+    conn: &mut DbConnection,
+    username: &str,
+    threshold: i32,
+    now: NaiveDateTime,
+    provisional_lock: NaiveDateTime,
+) -> QueryResult<Option<i32>> {
+    let insert = |sql: &str| {
+        sql_query(sql)
+            .bind::<Text, _>(username)
+            .bind::<Timestamp, _>(now)
+    };
+    const INSERT: &str = "INSERT INTO login_failures (username, failures, updated_on) \
+        VALUES ($1, 0, $2) ON CONFLICT (username) DO NOTHING";
+    match conn {
+        DbConnection::Sqlite(c) => insert(&numbered_for_sqlite(INSERT)).execute(c)?,
+        DbConnection::Pg(c) => insert(INSERT).execute(c)?,
+    };
+    let query = |sql: &str| {
+        sql_query(sql)
+            .bind::<Text, _>(username)
+            .bind::<Integer, _>(threshold)
+            .bind::<Timestamp, _>(now)
+            .bind::<Timestamp, _>(provisional_lock)
+    };
+    const RESERVE: &str = "UPDATE login_failures SET failures = failures + 1, updated_on = $3, \
+        locked_until = CASE WHEN failures + 1 >= $2 THEN $4 ELSE NULL END \
+        WHERE username = $1 AND (failures < $2 OR locked_until <= $3) RETURNING failures";
+    let attempt: Option<Attempt> = match conn {
+        DbConnection::Sqlite(c) => query(&numbered_for_sqlite(RESERVE))
+            .get_result(c)
+            .optional()?,
+        DbConnection::Pg(c) => query(RESERVE).get_result(c).optional()?,
+    };
+    Ok(attempt.map(|a| a.failures))
+}
+
+/// Uncounts one attempt, dropping a provisional lock the count no longer reaches.
+pub fn release_login_attempt(
+    conn: &mut DbConnection,
+    username: &str,
+    threshold: i32,
+) -> QueryResult<()> {
+    let query = |sql: &str| {
+        sql_query(sql)
+            .bind::<Text, _>(username)
+            .bind::<Integer, _>(threshold)
+    };
+    const RELEASE: &str = "UPDATE login_failures SET failures = failures - 1, \
+        locked_until = CASE WHEN failures - 1 >= $2 THEN locked_until ELSE NULL END \
+        WHERE username = $1 AND failures > 0";
+    match conn {
+        DbConnection::Sqlite(c) => query(&numbered_for_sqlite(RELEASE)).execute(c)?,
+        DbConnection::Pg(c) => query(RELEASE).execute(c)?,
+    };
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{batches, jobs, tokens, DbPool, WriteGate};
+use crate::db::{accounts, batches, jobs, tokens, DbPool, WriteGate};
+
+/// Failed-login counters untouched this long are forgotten (locks last at most 15 minutes).
+const LOGIN_FAILURES_KEPT: TimeDelta = TimeDelta::hours(1);
 
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
@@ -39,6 +42,8 @@ pub struct PruneReport {
     pub jobs: usize,
     /// Expired access and refresh tokens.
     pub tokens: usize,
+    /// Failed-login counters past [`LOGIN_FAILURES_KEPT`].
+    pub login_failures: usize,
 }
 
 /// Deletes everything past retention, one chunk per statement, so no statement holds
@@ -72,8 +77,21 @@ pub fn prune(
         }
     }
     let mut conn = pool.get().context("no database connection")?;
-    report.tokens =
-        gate.executor(|| tokens::delete_expired_tokens(&mut conn, Utc::now().naive_utc()))?;
+    let now = Utc::now().naive_utc();
+    report.tokens = gate.executor(|| tokens::delete_expired_tokens(&mut conn, now))?;
+    loop {
+        let deleted = gate.executor(|| {
+            accounts::delete_login_failures_before(
+                &mut conn,
+                now - LOGIN_FAILURES_KEPT,
+                config.chunk * 100,
+            )
+        })?;
+        report.login_failures += deleted;
+        if deleted < (config.chunk * 100) as usize || stopping.load(Ordering::SeqCst) {
+            break;
+        }
+    }
     Ok(report)
 }
 

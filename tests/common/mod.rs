@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use stockbatch::auth::accounts::{self, Bootstrap};
 use stockbatch::auth::Permission;
-use stockbatch::db::build_pool;
+use stockbatch::db::{build_pool, DbConnection};
 use stockbatch::{Application, Config};
 
 pub const POSTGRES_URL_VAR: &str = "STOCKBATCH_TEST_POSTGRES_URL";
@@ -194,10 +194,17 @@ impl TestApp {
 
     /// Creates a user straight in the database, as `stockbatch user create` does.
     pub fn create_user(&self, username: &str, retailer: Option<&str>, permissions: &[Permission]) {
+        self.with_db(|conn| {
+            accounts::create_user(conn, username, USER_PASSWORD, retailer, permissions)
+                .expect("create user");
+        });
+    }
+
+    /// Runs `work` on a connection of its own to the service's database, as the CLI does.
+    pub fn with_db<T>(&self, work: impl FnOnce(&mut DbConnection) -> T) -> T {
         let pool = build_pool(self.db.url(), 1, Duration::from_secs(5)).expect("pool");
         let mut conn = pool.get().expect("connection");
-        accounts::create_user(&mut conn, username, USER_PASSWORD, retailer, permissions)
-            .expect("create user");
+        work(&mut conn)
     }
 
     /// A client logged in as `username` (whose password is [`USER_PASSWORD`]).

@@ -1,0 +1,2 @@
+DROP INDEX login_failures_updated_on;
+ALTER TABLE login_failures DROP COLUMN updated_on;
