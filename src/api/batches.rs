@@ -4,10 +4,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::body::Body;
 use super::error::ApiError;
 use super::jobs::{find_visible_job, IdResponse};
 use super::principal::require;
-use super::support::{blocking, checkout, parse_id, require_json, rfc3339, with_conn, AppState};
+use super::support::{blocking, parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
 use crate::db::models::{NewBatch, COMPLETE, PENDING};
 use crate::db::{batches, results};
@@ -50,17 +51,22 @@ pub async fn create_batch(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Permission::BatchCreate)?;
     require_json(&req)?;
     let job_id = parse_id("job", &path)?;
-    let (pool, gate) = (state.pool.clone(), state.gate.clone());
-    let id = blocking(move || {
-        // The body is checked before a connection is taken: a bad request is a 400 even
-        // while the database is away.
-        let draft = parse_create_batch(&body).map_err(ApiError::BadRequest)?;
-        let conn = &mut *checkout(&pool)?;
+    // The body is checked before a connection is taken: a bad request is a 400 even while
+    // the database is away.
+    let (draft, body) = blocking(move || match parse_create_batch(&body) {
+        Ok(draft) => Ok((draft, body)),
+        Err(errors) => Err(ApiError::BadRequest(errors)),
+    })
+    .await?;
+    let gate = state.gate.clone();
+    let id = with_conn(&state.pool, move |conn| {
+        // The body's share of the in-flight budget is held until the batch is stored.
+        let _body = body;
         let job = find_visible_job(conn, &principal, job_id)?;
         let now = Utc::now().naive_utc();
         if job_status(job.created_on, now) == JobStatus::Closed {
@@ -74,7 +80,7 @@ pub async fn create_batch(
             entity_type: draft.entity_type,
             status: PENDING,
             record_count: draft.record_count as i32,
-            entities: draft.entities,
+            entities: &draft.entities,
             attempts: 0,
             created_on: now,
         };

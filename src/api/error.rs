@@ -50,6 +50,13 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The service is at a limit it sets itself (bodies in flight, logins being checked).
+    #[error("{0}")]
+    Busy(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0:#}")]
@@ -71,7 +78,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,17 +99,22 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
-            | ApiError::UnsupportedMediaType(m) => error_response(status, [m.clone()]),
-            ApiError::Unavailable(cause) => {
-                log::warn!("503: database unavailable: {cause}");
-                let mut response = error_response(
-                    status,
-                    ["the database is unavailable; retry shortly".to_owned()],
-                );
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::PayloadTooLarge(m) => error_response(status, [m.clone()]),
+            ApiError::RequestTimeout(m) => {
+                let mut response = error_response(status, [m.clone()]);
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 response
+            }
+            ApiError::Busy(m) => retry_after(error_response(status, [m.clone()])),
+            ApiError::Unavailable(cause) => {
+                log::warn!("503: database unavailable: {cause}");
+                retry_after(error_response(
+                    status,
+                    ["the database is unavailable; retry shortly".to_owned()],
+                ))
             }
             ApiError::Internal(e) => {
                 log::error!("500: {e:#}");
@@ -108,6 +122,14 @@ impl ResponseError for ApiError {
             }
         }
     }
+}
+
+/// Adds `Retry-After: 1`: the condition is expected to pass within a second or so.
+pub fn retry_after(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 impl From<DieselError> for ApiError {

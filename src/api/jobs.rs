@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
 
+use super::body::Body;
 use super::error::ApiError;
 use super::principal::require;
 use super::support::{parse_id, require_json, rfc3339, with_conn, AppState};
@@ -43,7 +44,7 @@ pub async fn create_job(
     principal: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Permission::JobCreate)?;
     require_json(&req)?;

@@ -1,9 +1,11 @@
 //! The HTTP edge: routes, request and response shapes, and the error mapping.
 
 mod batches;
+mod body;
 mod docs;
 mod error;
 mod health;
+pub mod http_io;
 mod inventory;
 mod jobs;
 mod oauth;
@@ -12,8 +14,12 @@ mod support;
 
 use actix_web::web;
 
+pub use body::{BodyBudget, BodyLimits};
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
 pub use support::{not_found, AppState};
+
+/// Largest `/oauth/token` body: a handful of short form parameters.
+const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
 
 /// Every route served, with the methods it serves (its `Allow` header). `openapi.yaml`
 /// documents exactly these: `tests/contract.rs` checks both ways, and [`configure`] refuses
@@ -37,26 +43,27 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// resource answers a wrong method with 405 (see [`json_error_body`] for the body); unknown
 /// paths get 404 from the app's default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/oauth/token").route(web::post().to(oauth::token)))
-        .service(resource("/api/v4.1/job").route(web::post().to(jobs::create_job)))
-        .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(jobs::get_job)))
-        .service(
-            resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(batches::create_batch)),
-        )
-        .service(
-            resource("/api/v4.1/job/{jobId}/batch/{batchId}")
-                .route(web::get().to(batches::get_batch)),
-        )
-        .service(resource("/api/v4.1/inventory").route(web::get().to(inventory::list_positions)))
-        .service(
-            resource("/health")
-                .route(web::get().to(health::health))
-                .route(web::head().to(health::health)),
-        )
-        .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
-        .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
-        .service(resource("/docs").route(web::get().to(docs::page)))
-        .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)));
+    cfg.service(
+        resource("/oauth/token")
+            .app_data(body::MaxBody(MAX_TOKEN_BODY_BYTES))
+            .route(web::post().to(oauth::token)),
+    )
+    .service(resource("/api/v4.1/job").route(web::post().to(jobs::create_job)))
+    .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(jobs::get_job)))
+    .service(resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(batches::create_batch)))
+    .service(
+        resource("/api/v4.1/job/{jobId}/batch/{batchId}").route(web::get().to(batches::get_batch)),
+    )
+    .service(resource("/api/v4.1/inventory").route(web::get().to(inventory::list_positions)))
+    .service(
+        resource("/health")
+            .route(web::get().to(health::health))
+            .route(web::head().to(health::health)),
+    )
+    .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
+    .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+    .service(resource("/docs").route(web::get().to(docs::page)))
+    .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)));
 }
 
 /// A resource for one of [`ROUTES`], answering the methods it does not serve with 405.

@@ -1,34 +1,80 @@
 //! What every handler shares: the app state, database access off the async workers,
 //! and the checks on ids and bodies.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
 
+use super::body::BodyBudget;
 use super::error::ApiError;
+use crate::auth::hasher::Hasher;
+use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
 use crate::executor::Wakeup;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The API's connections; the executor has a pool of its own.
     pub pool: DbPool,
     pub tokens: TokenSettings,
+    /// Checks passwords and client secrets on its own threads.
+    pub hasher: Hasher,
+    pub verified_secrets: Arc<VerifiedSecrets>,
+    /// Request body bytes in flight, and the limits on each body.
+    pub bodies: BodyBudget,
     /// Wakes the in-process executor when a batch is accepted.
     pub wakeup: Wakeup,
     /// Turns at SQLite's write lock, shared with the executor (see `db::WriteGate`).
     pub gate: WriteGate,
 }
 
+const WAITING: u8 = 0;
+const WORKING: u8 = 1;
+const ABANDONED: u8 = 2;
+
 /// Runs blocking database work on actix's blocking pool, checking out the connection there
-/// too (r2d2's `get` blocks). A pool that cannot hand out a connection answers 503.
+/// too (r2d2's `get` blocks). When no working connection can be had within the pool's
+/// timeout — none free, or the database silent — the request answers 503 at that deadline;
+/// the work is then never started. Work that has started is waited for: its statements are
+/// bounded by the connection's own timeouts, and a request must not answer 503 for a
+/// change that then commits.
 pub async fn with_conn<T, F>(pool: &DbPool, work: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
     let pool = pool.clone();
-    blocking(move || work(&mut *checkout(&pool)?)).await
+    let deadline = pool.connection_timeout();
+    let state = Arc::new(AtomicU8::new(WAITING));
+    let worker_state = state.clone();
+    let task = blocking(move || {
+        let mut conn = checkout(&pool)?;
+        if worker_state
+            .compare_exchange(WAITING, WORKING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(gave_up());
+        }
+        work(&mut conn)
+    });
+    tokio::pin!(task);
+    match tokio::time::timeout(deadline, &mut task).await {
+        Ok(result) => result,
+        Err(_) => {
+            match state.compare_exchange(WAITING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => Err(gave_up()),
+                Err(_) => task.await,
+            }
+        }
+    }
+}
+
+fn gave_up() -> ApiError {
+    ApiError::Unavailable("no working database connection within the timeout".to_owned())
 }
 
 /// Runs blocking work (parsing a large body, database calls) off the async workers.

@@ -53,10 +53,12 @@ pub struct ConnectionManager {
 }
 
 impl ConnectionManager {
-    pub fn new(url: &str) -> Self {
+    /// Connections that give up after `timeout` when PostgreSQL goes silent (see
+    /// [`with_network_timeouts`]).
+    pub fn new(url: &str, timeout: Duration) -> Self {
         let backend = Backend::of_url(url);
         let url = match backend {
-            Backend::Postgres => url.to_owned(),
+            Backend::Postgres => with_network_timeouts(url, timeout),
             Backend::Sqlite => Self::sqlite_path(url).to_owned(),
         };
         ConnectionManager { url, backend }
@@ -105,6 +107,58 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
+/// Adds libpq settings so a PostgreSQL that stops answering — packets dropped, not
+/// refused — turns into errors within about `timeout` instead of hangs: a connect timeout,
+/// `tcp_user_timeout` for unacknowledged data, keepalives for idle connections, and on the
+/// server side its own keepalives and a limit on sessions idle inside a transaction, so a
+/// vanished client's locks are released. Settings already in the URL are kept.
+pub fn with_network_timeouts(url: &str, timeout: Duration) -> String {
+    let ms = timeout.as_millis().max(1000);
+    let server_side = format!(
+        "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
+         -c tcp_user_timeout={ms} -c idle_in_transaction_session_timeout={}",
+        (ms * 4).max(10_000)
+    );
+    let settings = [
+        ("connect_timeout", (ms / 1000).max(2).to_string()),
+        ("tcp_user_timeout", ms.to_string()),
+        ("keepalives", "1".to_owned()),
+        ("keepalives_idle", (ms / 1000).max(1).to_string()),
+        ("keepalives_interval", "1".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+        ("options", server_side),
+    ];
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let given = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(name))
+    };
+    let mut url = url.to_owned();
+    for (name, value) in settings {
+        if given(name) {
+            continue;
+        }
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(name);
+        url.push('=');
+        url.push_str(&url_encode(&value));
+    }
+    url
+}
+
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Builds a pool of `size` connections. Checkouts give up after `timeout`, so a
 /// missing database turns into a prompt error rather than a hang.
 pub fn build_pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<DbPool> {
@@ -114,7 +168,7 @@ pub fn build_pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<DbP
         .min_idle(Some(1))
         .connection_timeout(timeout)
         .test_on_check_out(true)
-        .build(ConnectionManager::new(url))
+        .build(ConnectionManager::new(url, timeout))
         .with_context(|| format!("cannot open the {} database", backend.name()))
 }
 
@@ -129,4 +183,23 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
         log::info!("applied migration {migration}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_gain_network_timeouts_but_keep_their_own() {
+        let url = with_network_timeouts(
+            "postgres://u@h/db?connect_timeout=9",
+            Duration::from_millis(3000),
+        );
+        assert!(url.starts_with("postgres://u@h/db?connect_timeout=9&tcp_user_timeout=3000&"));
+        assert!(!url.contains("connect_timeout=3"));
+        assert!(url.contains("&keepalives=1&"));
+        assert!(url.contains("&options=-c%20tcp_keepalives_idle%3D5%20"));
+        let bare = with_network_timeouts("postgres://u@h/db", Duration::from_millis(500));
+        assert!(bare.starts_with("postgres://u@h/db?connect_timeout=2&tcp_user_timeout=1000&"));
+    }
 }

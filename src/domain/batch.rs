@@ -26,15 +26,15 @@ struct CreateBatchWire<'a> {
 
 /// An accepted batch request: its records stay raw JSON text until the executor runs it.
 #[derive(Debug)]
-pub struct BatchDraft<'a> {
+pub struct BatchDraft {
     pub action: &'static str,
     pub entity_type: &'static str,
-    pub entities: &'a str,
+    pub entities: String,
     pub record_count: usize,
 }
 
 /// Parses `POST /job/{id}/batch` and lists every request-level problem with it.
-pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft<'_>, Vec<String>> {
+pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
     let wire: CreateBatchWire =
         parse_object(body).map_err(|e| vec![format!("the request body is {e}")])?;
     let mut errors = Vec::new();
@@ -75,7 +75,7 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft<'_>, Vec<String>> {
     Ok(BatchDraft {
         action: UPSERT,
         entity_type: INVENTORY,
-        entities: wire.entities.map(RawValue::get).unwrap_or("[]"),
+        entities: wire.entities.map_or("[]", RawValue::get).to_owned(),
         record_count,
     })
 }

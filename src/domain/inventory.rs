@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::parse_object;
-use super::scalar::{optional_integer, optional_text, required_text, Scalar};
+use super::scalar::{optional_integer, optional_text, required_key, Scalar};
 
 pub const MAX_TEXT_CHARS: usize = 255;
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
@@ -95,21 +95,9 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
         };
     }
 
-    let retailer_id = take!(required_text(
-        "retailerId",
-        wire.retailer_id.as_ref(),
-        MAX_TEXT_CHARS
-    ));
-    let sku_ref = take!(required_text(
-        "skuRef",
-        wire.sku_ref.as_ref(),
-        MAX_TEXT_CHARS
-    ));
-    let location_ref = take!(required_text(
-        "locationRef",
-        wire.location_ref.as_ref(),
-        MAX_TEXT_CHARS
-    ));
+    let retailer_id = take!(required_key("retailerId", wire.retailer_id.as_ref()));
+    let sku_ref = take!(required_key("skuRef", wire.sku_ref.as_ref()));
+    let location_ref = take!(required_key("locationRef", wire.location_ref.as_ref()));
     let qty = match &wire.qty {
         None => take!(Err::<i64, _>("'qty' is required".to_owned())),
         some => take!(optional_integer("qty", some.as_ref(), false)).flatten(),

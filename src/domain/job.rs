@@ -5,10 +5,9 @@ use serde::Deserialize;
 use validator::Validate;
 
 use super::json::parse_object;
-use super::scalar::{required_text, Scalar};
+use super::scalar::{required_key, required_text, Scalar};
 
 pub const MAX_NAME_CHARS: usize = 255;
-pub const MAX_RETAILER_ID_CHARS: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,13 +43,9 @@ pub fn parse_create_job(body: &[u8]) -> Result<JobDraft, Vec<String>> {
     }
     .map_err(|e| errors.push(e))
     .unwrap_or_default();
-    let retailer_id = required_text(
-        "retailerId",
-        wire.retailer_id.as_ref(),
-        MAX_RETAILER_ID_CHARS,
-    )
-    .map_err(|e| errors.push(e))
-    .unwrap_or_default();
+    let retailer_id = required_key("retailerId", wire.retailer_id.as_ref())
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
     let meta = match wire.meta {
         None => None,
         Some(value @ serde_json::Value::Object(_)) => Some(value.to_string()),

@@ -110,6 +110,26 @@ pub fn required_text(field: &str, value: Option<&Scalar>, max: usize) -> Result<
     }
 }
 
+/// Most characters of a key (retailer, location, SKU).
+pub const MAX_KEY_CHARS: usize = 255;
+/// Most UTF-8 bytes of a key: three keys of this size fit in one PostgreSQL index entry
+/// (at most 2704 bytes), so both backends store exactly the same keys. 255 characters of
+/// any script but emoji and other 4-byte characters always fit.
+pub const MAX_KEY_BYTES: usize = 765;
+
+/// Checks a required key: text as [`required_text`], at most [`MAX_KEY_CHARS`] characters
+/// and [`MAX_KEY_BYTES`] bytes.
+pub fn required_key(field: &str, value: Option<&Scalar>) -> Result<String, String> {
+    let text = required_text(field, value, MAX_KEY_CHARS)?;
+    if text.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "'{field}' must be at most {MAX_KEY_BYTES} bytes of UTF-8 (this one has {})",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
 /// Checks an optional text field (string or integer, at most `max` characters). An empty
 /// string counts as absent, so defaults and fallbacks apply.
 pub fn optional_text(
@@ -211,6 +231,16 @@ mod tests {
             Err("'skuRef' must not be blank".into())
         );
         assert_eq!(optional_text("ref", Some(&parse("\"\"")), 255), Ok(None));
+        let emoji = format!("\"{}\"", "\u{1F600}".repeat(255));
+        assert_eq!(
+            required_key("skuRef", Some(&parse(&emoji))),
+            Err("'skuRef' must be at most 765 bytes of UTF-8 (this one has 1020)".into())
+        );
+        let cjk = format!("\"{}\"", "\u{4E2D}".repeat(255));
+        assert_eq!(
+            required_key("skuRef", Some(&parse(&cjk))).map(|k| k.len()),
+            Ok(765)
+        );
         assert_eq!(
             optional_text("ref", Some(&parse("\"a\\u0000b\"")), 255),
             Err("'ref' must not contain NUL characters".into())

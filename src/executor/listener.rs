@@ -10,6 +10,10 @@ use diesel::{Connection, PgConnection};
 
 use super::wakeup::Wakeup;
 use crate::db::batches::BATCH_CHANNEL;
+use crate::db::with_network_timeouts;
+
+/// How long the listening connection waits for PostgreSQL before it reconnects.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the listening connection is read. Reading is local (no round trip), so a
 /// short interval costs nothing and keeps the wake-up latency low.
@@ -42,7 +46,7 @@ pub fn spawn_listener(url: String, wakeup: Wakeup, stopping: Arc<AtomicBool>) ->
 }
 
 fn listen(url: &str, wakeup: &Wakeup, stopping: &AtomicBool) -> anyhow::Result<()> {
-    let mut conn = PgConnection::establish(url)?;
+    let mut conn = PgConnection::establish(&with_network_timeouts(url, CONNECT_TIMEOUT))?;
     conn.batch_execute(&format!("LISTEN {BATCH_CHANNEL}"))?;
     log::info!("listening for new batches on channel {BATCH_CHANNEL}");
     let mut last_ping = Instant::now();
