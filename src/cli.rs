@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::BodyLimits;
 use crate::auth::accounts::{self, Bootstrap};
+use crate::auth::hasher::HasherConfig;
 use crate::auth::permissions::{format_list, parse_list};
 use crate::auth::TokenSettings;
 use crate::config::{Config, Role};
@@ -137,9 +139,21 @@ pub struct ServeArgs {
     /// Database connections this process keeps.
     #[arg(long, env = "STOCKBATCH_POOL_SIZE", default_value_t = 8)]
     pool_size: u32,
-    /// Largest request body in bytes.
+    /// Largest request body in bytes (after decompression).
     #[arg(long, env = "STOCKBATCH_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Request body bytes all requests together may hold; past it a POST gets 503.
+    #[arg(long, env = "STOCKBATCH_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes_in_flight: usize,
+    /// Seconds a request body may take to arrive before the request gets 408.
+    #[arg(long, env = "STOCKBATCH_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    body_timeout_secs: u64,
+    /// Threads checking passwords and client secrets (0: half the cores, at least one).
+    #[arg(long, env = "STOCKBATCH_LOGIN_THREADS", default_value_t = 0)]
+    login_threads: usize,
+    /// Logins that may wait for a checking thread; past it a login gets 503.
+    #[arg(long, env = "STOCKBATCH_LOGIN_QUEUE", default_value_t = 32)]
+    login_queue: usize,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "STOCKBATCH_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
@@ -191,7 +205,18 @@ impl ServeArgs {
             role: self.role,
             pool_size: self.pool_size.max(2),
             db_timeout: Duration::from_millis(self.db_timeout_ms.max(100)),
-            max_body_bytes: self.max_body_bytes,
+            bodies: BodyLimits {
+                max_bytes: self.max_body_bytes,
+                in_flight_bytes: self.max_body_bytes_in_flight.max(self.max_body_bytes),
+                timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            },
+            hasher: HasherConfig {
+                threads: match self.login_threads {
+                    0 => HasherConfig::default().threads,
+                    n => n,
+                },
+                queue: self.login_queue,
+            },
             http_workers: self.http_workers,
             executor: ExecutorConfig {
                 poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
@@ -225,6 +250,7 @@ impl ServeArgs {
 
 /// Parses the command line and runs what it asks for.
 pub fn run() -> ExitCode {
+    crate::startup::return_large_allocations();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {

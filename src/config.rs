@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use crate::api::BodyLimits;
 use crate::auth::accounts::Bootstrap;
+use crate::auth::hasher::HasherConfig;
 use crate::auth::TokenSettings;
 use crate::executor::{ExecutorConfig, RetentionConfig};
 
@@ -32,12 +34,15 @@ pub struct Config {
     pub database_url: String,
     pub bind_addr: String,
     pub role: Role,
-    /// Database connections kept by this process.
+    /// Database connections of the API; the executor has its own (one per worker, plus two).
     pub pool_size: u32,
-    /// How long a request waits for a connection before answering 503.
+    /// How long a request waits for a working connection before answering 503; also the
+    /// limit on connecting and on unacknowledged traffic to PostgreSQL.
     pub db_timeout: Duration,
-    /// Largest request body accepted; a full 5000-record batch with attributes fits.
-    pub max_body_bytes: usize,
+    /// Request bodies: largest, bytes in flight, time to arrive.
+    pub bodies: BodyLimits,
+    /// Password and client-secret checks: threads and queue.
+    pub hasher: HasherConfig,
     /// HTTP worker threads; 0 means one per CPU core.
     pub http_workers: usize,
     pub executor: ExecutorConfig,
@@ -56,7 +61,8 @@ impl Config {
             role: Role::All,
             pool_size: 8,
             db_timeout: Duration::from_secs(3),
-            max_body_bytes: 16 * 1024 * 1024,
+            bodies: BodyLimits::default(),
+            hasher: HasherConfig::default(),
             http_workers: 0,
             executor: ExecutorConfig::default(),
             retention: RetentionConfig::default(),

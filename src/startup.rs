@@ -4,12 +4,14 @@ use std::fs::{File, TryLockError};
 use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{ErrorHandlers, Logger};
-use actix_web::{web, App, HttpServer};
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers, Logger};
+use actix_web::{web, App};
 use anyhow::{bail, Context};
 
-use crate::api::{self, ApiError, AppState};
+use crate::api::{self, http_io, ApiError, AppState, BodyBudget};
 use crate::auth::accounts::bootstrap;
+use crate::auth::hasher::Hasher;
 use crate::config::Config;
 use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
 use crate::executor::{Executor, ExecutorHandle, Wakeup};
@@ -47,6 +49,9 @@ impl Application {
                 AppState {
                     pool: pool.clone(),
                     tokens: config.tokens.clone(),
+                    hasher: Hasher::start(config.hasher),
+                    verified_secrets: Default::default(),
+                    bodies: BodyBudget::new(config.bodies.clone()),
                     wakeup: wakeup.clone(),
                     gate: gate.clone(),
                 },
@@ -71,9 +76,14 @@ impl Application {
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
             let mut executor_config = config.executor.clone();
-            executor_config.workers =
-                executor_workers(backend, config.executor.workers, config.pool_size);
-            let executor = Executor::new(pool.clone(), executor_config, gate.clone());
+            executor_config.workers = executor_workers(backend, config.executor.workers);
+            // Its own connections: a flood of API requests never leaves it without one.
+            let executor_pool = build_pool(
+                &config.database_url,
+                executor_config.workers as u32 + EXECUTOR_SPARE_CONNECTIONS,
+                config.db_timeout,
+            )?;
+            let executor = Executor::new(executor_pool, executor_config, gate.clone());
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
             None
@@ -113,11 +123,9 @@ impl Application {
 }
 
 fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
-    let max_body = config.max_body_bytes;
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
-            .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::bad_request(format!("invalid query parameters: {err}")).into()
             }))
@@ -126,6 +134,11 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
                     .error_handler(|err, _| ApiError::NotFound(format!("not found: {err}")).into()),
             )
             .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::CACHE_CONTROL, "no-store")),
+            )
             // Paths only (`%U`): query strings may carry credentials.
             .wrap(
                 Logger::new("%a %{method}xi %U %s %b %Dms")
@@ -133,29 +146,37 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
             )
             .configure(api::configure)
             .default_service(web::to(api::not_found))
-    })
-    .listen(listener)?
-    .shutdown_timeout(10);
-    if config.http_workers > 0 {
-        server = server.workers(config.http_workers);
-    }
-    Ok(server.run())
+    };
+    Ok(http_io::serve(
+        listener,
+        config.http_workers,
+        http_io::CLIENT_REQUEST_TIMEOUT,
+        app,
+    )?)
 }
 
-/// Batches applied at once: one on SQLite (one writer); on PostgreSQL as asked, but each
-/// worker holds a connection for a whole batch, so two stay free for lease renewals and
-/// the API.
-fn executor_workers(backend: Backend, requested: usize, pool_size: u32) -> usize {
-    if backend == Backend::Sqlite {
-        return 1;
+/// Connections of the executor's pool beside one per worker: lease renewals and retention.
+const EXECUTOR_SPARE_CONNECTIONS: u32 = 2;
+/// Most batches one process applies at once.
+const MAX_EXECUTOR_WORKERS: usize = 32;
+
+/// Batches applied at once: one on SQLite (one writer); on PostgreSQL as asked.
+fn executor_workers(backend: Backend, requested: usize) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => requested.clamp(1, MAX_EXECUTOR_WORKERS),
     }
-    let room = (pool_size as usize).saturating_sub(2).max(1);
-    if requested > room {
-        log::warn!(
-            "{requested} executor workers need more than the pool's {pool_size} connections; running {room}"
-        );
+}
+
+/// Makes every allocation of 1 MiB or more its own mapping, returned to the system when
+/// freed. glibc otherwise raises that threshold after large frees, and then keeps the
+/// memory of a burst of large request bodies or password hashes for the life of the process.
+pub fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
     }
-    requested.clamp(1, room)
 }
 
 fn listener_addr(bind_addr: &str, port: u16) -> String {
@@ -216,11 +237,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn executor_workers_fit_the_pool_and_sqlite_runs_one() {
-        assert_eq!(executor_workers(Backend::Sqlite, 4, 8), 1);
-        assert_eq!(executor_workers(Backend::Postgres, 2, 8), 2);
-        assert_eq!(executor_workers(Backend::Postgres, 8, 8), 6);
-        assert_eq!(executor_workers(Backend::Postgres, 2, 2), 1);
-        assert_eq!(executor_workers(Backend::Postgres, 0, 8), 1);
+    fn sqlite_runs_one_executor_worker_and_postgresql_as_asked() {
+        assert_eq!(executor_workers(Backend::Sqlite, 4), 1);
+        assert_eq!(executor_workers(Backend::Postgres, 2), 2);
+        assert_eq!(executor_workers(Backend::Postgres, 0), 1);
+        assert_eq!(
+            executor_workers(Backend::Postgres, 100),
+            MAX_EXECUTOR_WORKERS
+        );
     }
 }

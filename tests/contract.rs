@@ -312,7 +312,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 fn every_operation_answers_as_documented() {
     for backend in backends() {
         let app = TestApp::spawn_with(TestDb::new(backend), |config| {
-            config.max_body_bytes = 64 * 1024;
+            config.bodies.max_bytes = 64 * 1024;
         });
         let mut c = Contract::new();
         let admin = app.client.clone();

@@ -22,14 +22,32 @@ impl Service {
     /// Starts `stockbatch serve --role ROLE` on `database_url` with extra environment.
     /// Waits until it listens (API roles) or its executor started (executor role).
     pub fn start(name: &str, database_url: &str, role: &str, env: &[(&str, &str)]) -> Service {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stockbatch"));
+        let command = Command::new(Self::binary());
+        Self::start_with(command, "127.0.0.1:0", name, database_url, role, env)
+    }
+
+    /// The `stockbatch` binary the tests run.
+    pub fn binary() -> &'static std::path::Path {
+        std::path::Path::new(env!("CARGO_BIN_EXE_stockbatch"))
+    }
+
+    /// As [`Service::start`], running `command` (the binary, perhaps wrapped, e.g. in a
+    /// network namespace) and listening on `bind`.
+    pub fn start_with(
+        mut command: Command,
+        bind: &str,
+        name: &str,
+        database_url: &str,
+        role: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         command
             .args([
                 "serve",
                 "--role",
                 role,
                 "--bind",
-                "127.0.0.1:0",
+                bind,
                 "--database-url",
                 database_url,
             ])
@@ -53,8 +71,9 @@ impl Service {
                 if std::env::var("STOCKBATCH_TEST_VERBOSE").is_ok() {
                     eprintln!("[{label}] {line}");
                 }
-                if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
-                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                    let _ = tx.send(port);
                 } else if line.contains("executor executor-") && line.ends_with("started") {
                     let _ = tx.send(None);
                 }
