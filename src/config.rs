@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::api::BodyLimits;
+use crate::api::{ApiSettings, BodyLimits};
 use crate::auth::accounts::Bootstrap;
 use crate::auth::hasher::HasherConfig;
 use crate::auth::TokenSettings;
@@ -43,6 +43,8 @@ pub struct Config {
     pub bodies: BodyLimits,
     /// Password and client-secret checks: threads and queue.
     pub hasher: HasherConfig,
+    /// Idempotency keys, StateSet waits.
+    pub api: ApiSettings,
     /// HTTP worker threads; 0 means one per CPU core.
     pub http_workers: usize,
     pub executor: ExecutorConfig,
@@ -63,6 +65,7 @@ impl Config {
             db_timeout: Duration::from_secs(3),
             bodies: BodyLimits::default(),
             hasher: HasherConfig::default(),
+            api: ApiSettings::default(),
             http_workers: 0,
             executor: ExecutorConfig::default(),
             retention: RetentionConfig::default(),

@@ -14,7 +14,7 @@ use crate::auth::accounts::bootstrap;
 use crate::auth::hasher::Hasher;
 use crate::config::Config;
 use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
-use crate::executor::{Executor, ExecutorHandle, Wakeup};
+use crate::executor::{Completions, Executor, ExecutorHandle, Wakeup};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
 pub struct Application {
@@ -38,6 +38,7 @@ impl Application {
         log::info!("{} database ready", backend.name());
 
         let wakeup = Wakeup::default();
+        let completions = Completions::default();
         let gate = WriteGate::for_backend(backend);
         let (server, port) = if config.role.runs_api() {
             let listener = TcpListener::bind(&config.bind_addr)
@@ -52,7 +53,9 @@ impl Application {
                     hasher: Hasher::start(config.hasher),
                     verified_secrets: Default::default(),
                     bodies: BodyBudget::new(config.bodies.clone()),
+                    settings: config.api.clone(),
                     wakeup: wakeup.clone(),
+                    completions: completions.clone(),
                     gate: gate.clone(),
                 },
             )?;
@@ -83,7 +86,12 @@ impl Application {
                 executor_config.workers as u32 + EXECUTOR_SPARE_CONNECTIONS,
                 config.db_timeout,
             )?;
-            let executor = Executor::new(executor_pool, executor_config, gate.clone());
+            let executor = Executor::new(
+                executor_pool,
+                executor_config,
+                gate.clone(),
+                completions.clone(),
+            );
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
             None

@@ -53,6 +53,8 @@ pub enum ApiError {
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
     RequestTimeout(String),
     /// The service is at a limit it sets itself (bodies in flight, logins being checked).
     #[error("{0}")]
@@ -79,6 +81,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,7 +103,8 @@ impl ResponseError for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::UnsupportedMediaType(m)
-            | ApiError::PayloadTooLarge(m) => error_response(status, [m.clone()]),
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::Unprocessable(m) => error_response(status, [m.clone()]),
             ApiError::RequestTimeout(m) => {
                 let mut response = error_response(status, [m.clone()]);
                 response

@@ -1,22 +1,22 @@
 //! The HTTP edge: routes, request and response shapes, and the error mapping.
 
-mod batches;
 mod body;
 mod docs;
 mod error;
+mod fluent;
 mod health;
 pub mod http_io;
-mod inventory;
-mod jobs;
+mod idempotency;
 mod oauth;
 mod principal;
+mod stateset;
 mod support;
 
 use actix_web::web;
 
 pub use body::{BodyBudget, BodyLimits};
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
-pub use support::{not_found, AppState};
+pub use support::{not_found, ApiSettings, AppState};
 
 /// Largest `/oauth/token` body: a handful of short form parameters.
 const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
@@ -31,6 +31,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v4.1/job/{jobId}/batch", "POST"),
     ("/api/v4.1/job/{jobId}/batch/{batchId}", "GET"),
     ("/api/v4.1/inventory", "GET"),
+    ("/api/v4.1/inventory/movements", "GET"),
+    ("/api/v1/inventory/batch", "POST"),
+    ("/api/v1/inventory/batch/{batch_id}", "GET"),
+    ("/api/v1/inventory/{sku}", "GET"),
     ("/health", "GET, HEAD"),
     ("/openapi.yaml", "GET"),
     ("/openapi.json", "GET"),
@@ -48,13 +52,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(body::MaxBody(MAX_TOKEN_BODY_BYTES))
             .route(web::post().to(oauth::token)),
     )
-    .service(resource("/api/v4.1/job").route(web::post().to(jobs::create_job)))
-    .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(jobs::get_job)))
-    .service(resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(batches::create_batch)))
+    .service(resource("/api/v4.1/job").route(web::post().to(fluent::jobs::create_job)))
+    .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(fluent::jobs::get_job)))
     .service(
-        resource("/api/v4.1/job/{jobId}/batch/{batchId}").route(web::get().to(batches::get_batch)),
+        resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(fluent::batches::create_batch)),
     )
-    .service(resource("/api/v4.1/inventory").route(web::get().to(inventory::list_positions)))
+    .service(
+        resource("/api/v4.1/job/{jobId}/batch/{batchId}")
+            .route(web::get().to(fluent::batches::get_batch)),
+    )
+    .service(
+        resource("/api/v4.1/inventory").route(web::get().to(fluent::inventory::list_positions)),
+    )
+    .service(
+        resource("/api/v4.1/inventory/movements")
+            .route(web::get().to(fluent::movements::list_movements)),
+    )
+    .service(
+        resource("/api/v1/inventory/batch").route(web::post().to(stateset::batches::create_batch)),
+    )
+    .service(
+        resource("/api/v1/inventory/batch/{batch_id}")
+            .route(web::get().to(stateset::batches::get_batch)),
+    )
+    .service(resource("/api/v1/inventory/{sku}").route(web::get().to(stateset::items::get_item)))
     .service(
         resource("/health")
             .route(web::get().to(health::health))

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::support::{with_conn, AppState};
 use crate::auth::permissions::parse_list;
 use crate::auth::secrets::token_hash;
+use crate::auth::principal::DEFAULT_LOCATION;
 use crate::auth::{Permission, Principal};
 use crate::db::tokens;
 
@@ -41,6 +42,7 @@ impl FromRequest for Principal {
                 username: owner.username,
                 retailer_id: owner.retailer_id,
                 permissions: parse_list(&owner.permissions).unwrap_or_default(),
+                default_location: DEFAULT_LOCATION.to_owned(),
             })
         })
     }

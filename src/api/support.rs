@@ -14,7 +14,25 @@ use crate::auth::hasher::Hasher;
 use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
-use crate::executor::Wakeup;
+use crate::executor::{Completions, Wakeup};
+
+/// Settings of the API's own behaviour.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// How long `Idempotency-Key` answers are kept.
+    pub idempotency_ttl: std::time::Duration,
+    /// How long a StateSet POST waits for its batch before answering 202.
+    pub stateset_wait: std::time::Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
+            stateset_wait: std::time::Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -26,8 +44,11 @@ pub struct AppState {
     pub verified_secrets: Arc<VerifiedSecrets>,
     /// Request body bytes in flight, and the limits on each body.
     pub bodies: BodyBudget,
+    pub settings: ApiSettings,
     /// Wakes the in-process executor when a batch is accepted.
     pub wakeup: Wakeup,
+    /// Wakes requests waiting for a batch when the in-process executor completes one.
+    pub completions: Completions,
     /// Turns at SQLite's write lock, shared with the executor (see `db::WriteGate`).
     pub gate: WriteGate,
 }

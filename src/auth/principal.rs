@@ -9,7 +9,12 @@ pub struct Principal {
     /// The user's retailer; `None` for an account administrator over all retailers.
     pub retailer_id: Option<String>,
     pub permissions: Vec<Permission>,
+    /// Where StateSet items that name no location act.
+    pub default_location: String,
 }
+
+/// The default location of callers that configure none.
+pub const DEFAULT_LOCATION: &str = "DEFAULT";
 
 impl Principal {
     pub fn has(&self, permission: Permission) -> bool {
@@ -36,6 +41,7 @@ mod tests {
             username: "u".into(),
             retailer_id: Some("197".into()),
             permissions: vec![Permission::JobView],
+            default_location: DEFAULT_LOCATION.into(),
         };
         assert!(p.sees("197") && !p.sees("198"));
         assert!(p.has(Permission::JobView) && !p.has(Permission::JobCreate));

@@ -8,7 +8,7 @@ use diesel::sql_types::{Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
 use super::schema::batches;
-use super::sql::delete_before;
+use super::sql::{delete_before, numbered_for_sqlite};
 use super::DbConnection;
 
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
@@ -16,6 +16,32 @@ pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i6
         .values(batch)
         .returning(batches::id)
         .get_result(conn)
+}
+
+/// Stores an accepted batch as PENDING and tells executors. Call inside a transaction: on
+/// PostgreSQL it first takes its retailer's turn (a row lock held until commit), so a
+/// retailer's batch ids commit in id order and an executor that sees a batch also sees
+/// every earlier one of its retailer — ids are acceptance order. SQLite has one writer.
+pub fn accept_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
+    if let DbConnection::Pg(c) = conn {
+        sql_query(
+            "INSERT INTO accept_turns (retailer_id) VALUES ($1) \
+             ON CONFLICT (retailer_id) DO UPDATE SET retailer_id = EXCLUDED.retailer_id",
+        )
+        .bind::<Text, _>(batch.retailer_id)
+        .execute(c)?;
+    }
+    let id = insert_batch(conn, batch)?;
+    notify_queue_changed(conn)?;
+    Ok(id)
+}
+
+pub fn find_batch_by_id(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Batch>> {
+    batches::table
+        .find(id)
+        .select(Batch::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find_batch(conn: &mut DbConnection, job_id: i64, id: i64) -> QueryResult<Option<Batch>> {
@@ -35,39 +61,51 @@ pub fn list_job_batches(conn: &mut DbConnection, job_id: i64) -> QueryResult<Vec
         .load(conn)
 }
 
-const CLAIM_SQLITE: &str = "UPDATE batches \
-    SET status = 'RUNNING', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ? \
-    WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
-                AND (status = 'PENDING' OR lease_expires_at < ? OR lease_owner = ?) ORDER BY id LIMIT 1) \
-    RETURNING id, job_id, attempts, record_count, entities";
-
-const CLAIM_POSTGRES: &str = "UPDATE batches \
+/// The claim, written once with `$n` placeholders and a collation marker: batch ids are
+/// acceptance order (per retailer, ids commit in order: see [`insert_batch`]), and a batch
+/// runs only once every earlier unfinished batch of its retailer whose key box meets its own
+/// has completed — so batches that touch a common position apply one after the other, in
+/// order, while the rest run in parallel. Dry runs write nothing, so they hold back no one.
+/// A batch with no box (no valid record) touches nothing. Key bounds compare byte-wise
+/// (`COLLATE "C"` on PostgreSQL, SQLite's default), as Rust computed them.
+const CLAIM: &str = "UPDATE batches \
     SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2 \
-    WHERE id = (SELECT id FROM batches WHERE status <> 'COMPLETE' \
-                AND (status = 'PENDING' OR lease_expires_at < $3 OR lease_owner = $4) ORDER BY id LIMIT 1 \
-                FOR UPDATE SKIP LOCKED) \
-    RETURNING id, job_id, attempts, record_count, entities";
+    WHERE id = (SELECT b.id FROM batches b WHERE b.status <> 'COMPLETE' \
+        AND (b.status = 'PENDING' OR b.lease_expires_at < $3 OR b.lease_owner = $1) \
+        AND NOT EXISTS (SELECT 1 FROM batches a WHERE a.status <> 'COMPLETE' \
+            AND a.retailer_id = b.retailer_id AND a.id < b.id AND a.dry_run = 0 \
+            AND a.sku_min COLLATED <= b.sku_max AND b.sku_min COLLATED <= a.sku_max \
+            AND a.loc_min COLLATED <= b.loc_max AND b.loc_min COLLATED <= a.loc_max) \
+        ORDER BY b.id LIMIT 1 LOCKED) \
+    RETURNING id, job_id, retailer_id, api, action, options, dry_run, attempts, record_count, entities";
 
-/// Takes the oldest batch that is pending, whose lease has expired, or that `owner`
-/// itself left `RUNNING` (an executor runs one batch at a time, so such a batch is one it
-/// could not hand back, e.g. while the database was away). Marks it `RUNNING` under a
-/// lease held by `owner` until `lease_until`, and counts the attempt.
+/// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
+/// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, so
+/// such a batch is one it could not hand back, e.g. while the database was away). Marks it
+/// `RUNNING` under a lease held by `owner` until `lease_until`, and counts the attempt.
 pub fn claim_next_batch(
     conn: &mut DbConnection,
     owner: &str,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> QueryResult<Option<ClaimedBatch>> {
-    let claim = |sql| {
+    let claim = |sql: String| {
         sql_query(sql)
             .bind::<Text, _>(owner)
             .bind::<Timestamp, _>(lease_until)
             .bind::<Timestamp, _>(now)
-            .bind::<Text, _>(owner)
     };
     match conn {
-        DbConnection::Sqlite(c) => claim(CLAIM_SQLITE).get_result(c).optional(),
-        DbConnection::Pg(c) => claim(CLAIM_POSTGRES).get_result(c).optional(),
+        DbConnection::Sqlite(c) => {
+            let sql = CLAIM.replace(" COLLATED", "").replace(" LOCKED", "");
+            claim(numbered_for_sqlite(&sql)).get_result(c).optional()
+        }
+        DbConnection::Pg(c) => {
+            let sql = CLAIM
+                .replace(" COLLATED", " COLLATE \"C\"")
+                .replace(" LOCKED", " FOR UPDATE SKIP LOCKED");
+            claim(sql).get_result(c).optional()
+        }
     }
 }
 
@@ -150,9 +188,10 @@ pub fn renew_lease(
 /// The channel PostgreSQL executors listen on for newly accepted batches.
 pub const BATCH_CHANNEL: &str = "stockbatch_batches";
 
-/// Tells executors on every node that a batch is waiting (PostgreSQL; a no-op on SQLite,
-/// whose single executor is woken in-process).
-pub fn notify_batch_accepted(conn: &mut DbConnection) -> QueryResult<()> {
+/// Tells executors on every node that the queue changed — a batch was accepted, or one
+/// completed and may have let later ones run (PostgreSQL, delivered at commit; a no-op on
+/// SQLite, whose single executor is woken in-process).
+pub fn notify_queue_changed(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Pg(c) => c.batch_execute(&format!("NOTIFY {BATCH_CHANNEL}")),
         DbConnection::Sqlite(_) => Ok(()),

@@ -3,8 +3,11 @@
 pub mod accounts;
 pub mod batches;
 mod connection;
+pub mod idempotency;
+pub mod items;
 pub mod jobs;
 pub mod models;
+pub mod movements;
 pub mod positions;
 pub mod results;
 pub mod schema;

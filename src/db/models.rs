@@ -30,13 +30,24 @@ pub struct NewJob<'a> {
     pub created_on: NaiveDateTime,
 }
 
+/// The APIs a batch can come from.
+pub const FLUENT: &str = "fluent";
+pub const STATESET: &str = "stateset";
+
 /// A batch without its records: what the API shows.
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = batches)]
 pub struct Batch {
     pub id: i64,
-    pub job_id: i64,
+    /// `None` for StateSet batches, which belong to no job.
+    pub job_id: Option<i64>,
+    pub retailer_id: String,
+    pub api: String,
+    /// `UPSERT` (Fluent), or the StateSet operation.
+    pub action: String,
     pub entity_type: String,
+    pub options: Option<String>,
+    pub dry_run: i32,
     pub status: String,
     pub record_count: i32,
     pub attempts: i32,
@@ -47,12 +58,20 @@ pub struct Batch {
 #[derive(Insertable)]
 #[diesel(table_name = batches)]
 pub struct NewBatch<'a> {
-    pub job_id: i64,
+    pub job_id: Option<i64>,
+    pub retailer_id: &'a str,
+    pub api: &'a str,
     pub action: &'a str,
     pub entity_type: &'a str,
     pub status: &'a str,
     pub record_count: i32,
     pub entities: &'a str,
+    pub options: Option<&'a str>,
+    pub dry_run: i32,
+    pub sku_min: Option<&'a str>,
+    pub sku_max: Option<&'a str>,
+    pub loc_min: Option<&'a str>,
+    pub loc_max: Option<&'a str>,
     pub attempts: i32,
     pub created_on: NaiveDateTime,
 }
@@ -62,8 +81,18 @@ pub struct NewBatch<'a> {
 pub struct ClaimedBatch {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub job_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub job_id: Option<i64>,
+    #[diesel(sql_type = Text)]
+    pub retailer_id: String,
+    #[diesel(sql_type = Text)]
+    pub api: String,
+    #[diesel(sql_type = Text)]
+    pub action: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub options: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub dry_run: i32,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Integer)]
@@ -79,16 +108,19 @@ pub struct BatchResult {
     pub entity_ref: Option<String>,
     pub response_code: i32,
     pub message: String,
+    /// A StateSet item's result data, as JSON.
+    pub data: Option<String>,
 }
 
 /// One result row to write; `seq` is the record's index in its batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewResult {
     pub seq: i32,
     pub entity_id: Option<i64>,
     pub entity_ref: Option<String>,
     pub response_code: i32,
     pub message: String,
+    pub data: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -108,34 +140,6 @@ pub struct Position {
     pub attributes: Option<String>,
     pub created_on: NaiveDateTime,
     pub updated_on: NaiveDateTime,
-}
-
-/// One upsert of a position. `version` orders writes: a write lands only over an older one.
-#[derive(Debug, Clone)]
-pub struct PositionWrite<'a> {
-    pub retailer_id: &'a str,
-    pub location_ref: &'a str,
-    pub sku_ref: &'a str,
-    pub qty: i64,
-    pub corrected_qty: Option<i64>,
-    pub reserved_qty: Option<i64>,
-    pub inventory_id: Option<&'a str>,
-    pub reference: Option<&'a str>,
-    pub inventory_type: &'a str,
-    pub status: Option<&'a str>,
-    pub attributes: Option<&'a str>,
-    pub version: i64,
-}
-
-/// What an upsert did to a position.
-#[derive(QueryableByName, Debug, Clone, Copy)]
-pub struct UpsertedPosition {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub version: i64,
-    #[diesel(sql_type = BigInt)]
-    pub created_version: i64,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

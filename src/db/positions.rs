@@ -1,157 +1,279 @@
-//! Inventory positions: the upsert the executor applies and the reads the API serves.
+//! Inventory positions: what the executor reads and writes for a batch, and the reads the
+//! API serves. Only the executor writes positions, and the queue never runs two batches that
+//! share one at once, so a batch reads its positions once and writes what it changed.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::AstPass;
 use diesel::sql_query;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp, Untyped};
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+use diesel::sqlite::Sqlite;
 
-use super::models::{Position, PositionWrite, UpsertedPosition};
+use super::models::Position;
 use super::schema::inventory_positions as positions;
-use super::sql::ladder_chunks;
+use super::sql::{bind_values, ladder_chunks, SqliteRow, SqliteRows};
 use super::DbConnection;
+use crate::domain::operations::{PositionKey, Stock};
 
-/// The columns an upsert writes, in the order its values come.
-pub const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
-    inventory_id, reference, inventory_type, status, attributes, version, created_version, \
-    created_on, updated_on";
+/// Rows per multi-row SQLite statement: few statement texts, each prepared once.
+const SQLITE_CHUNKS: &[usize] = &[128, 16, 1];
 
-/// Optional fields a record leaves out keep their stored value; a write only lands over
-/// an older version, so applying batches out of order still ends with the newest data.
-pub const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO UPDATE SET \
-    qty = excluded.qty, \
-    corrected_qty = COALESCE(excluded.corrected_qty, inventory_positions.corrected_qty), \
-    reserved_qty = COALESCE(excluded.reserved_qty, inventory_positions.reserved_qty), \
-    inventory_id = COALESCE(excluded.inventory_id, inventory_positions.inventory_id), \
-    reference = COALESCE(excluded.reference, inventory_positions.reference), \
-    inventory_type = excluded.inventory_type, \
-    status = COALESCE(excluded.status, inventory_positions.status), \
-    attributes = COALESCE(excluded.attributes, inventory_positions.attributes), \
-    version = excluded.version, updated_on = excluded.updated_on \
-    WHERE inventory_positions.version < excluded.version";
+#[derive(QueryableByName)]
+struct StockRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    location_ref: String,
+    #[diesel(sql_type = Text)]
+    sku_ref: String,
+    #[diesel(sql_type = BigInt)]
+    qty: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    corrected_qty: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    reserved_qty: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    inventory_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    reference: Option<String>,
+    #[diesel(sql_type = Text)]
+    inventory_type: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    attributes: Option<String>,
+}
 
-/// What an upsert reports of each write that landed.
-pub const RETURNING: &str = " RETURNING id, version, created_version";
+impl StockRow {
+    fn into_stock(self) -> (PositionKey, Stock) {
+        let stock = Stock {
+            id: Some(self.id),
+            qty: self.qty,
+            corrected_qty: self.corrected_qty,
+            reserved_qty: self.reserved_qty,
+            inventory_id: self.inventory_id,
+            reference: self.reference,
+            inventory_type: self.inventory_type,
+            status: self.status,
+            attributes: self.attributes,
+        };
+        ((self.location_ref, self.sku_ref), stock)
+    }
+}
 
-/// Upserts positions whose keys are all distinct. Returns one row per write that
-/// landed; a write older than the stored version returns nothing.
-pub fn upsert_positions(
+const STOCK_COLUMNS: &str = "p.id, p.location_ref, p.sku_ref, p.qty, p.corrected_qty, \
+    p.reserved_qty, p.inventory_id, p.reference, p.inventory_type, p.status, p.attributes";
+
+struct KeyRow<'a> {
+    retailer: &'a str,
+    key: &'a PositionKey,
+}
+
+impl SqliteRow for KeyRow<'_> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        bind_values!(out, Text => &self.retailer, Text => &self.key.0, Text => &self.key.1)
+    }
+}
+
+/// The positions of `retailer` at `keys` that exist.
+pub fn load_positions(
     conn: &mut DbConnection,
-    rows: &[PositionWrite],
-    now: NaiveDateTime,
-) -> QueryResult<Vec<UpsertedPosition>> {
-    match conn {
+    retailer: &str,
+    keys: &[PositionKey],
+) -> QueryResult<Vec<(PositionKey, Stock)>> {
+    let rows: Vec<StockRow> = match conn {
         DbConnection::Sqlite(c) => {
-            let mut landed = Vec::with_capacity(rows.len());
-            for chunk in ladder_chunks(rows, &[128, 16, 1]) {
-                landed.extend(SqliteUpsert { rows: chunk, now }.load::<UpsertedPosition>(c)?);
+            let head = format!("SELECT {STOCK_COLUMNS} FROM (VALUES");
+            let tail = ") AS k JOIN inventory_positions p ON p.retailer_id = k.column1 \
+                AND p.location_ref = k.column2 AND p.sku_ref = k.column3";
+            let keys: Vec<KeyRow> = keys.iter().map(|key| KeyRow { retailer, key }).collect();
+            let mut rows = Vec::with_capacity(keys.len());
+            for chunk in ladder_chunks(&keys, SQLITE_CHUNKS) {
+                let statement = SqliteRows {
+                    head: &head,
+                    now: None,
+                    rows: chunk,
+                    tail,
+                };
+                rows.extend(statement.load::<StockRow>(c)?);
             }
-            Ok(landed)
+            rows
+        }
+        DbConnection::Pg(c) => sql_query(format!(
+            "SELECT {STOCK_COLUMNS} FROM UNNEST($2::text[], $3::text[]) AS k(l, s) \
+             JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
+             AND p.sku_ref = k.s"
+        ))
+        .bind::<Text, _>(retailer)
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
+        .load(c)?,
+    };
+    Ok(rows.into_iter().map(StockRow::into_stock).collect())
+}
+
+/// Of `skus`, those with at least one position of `retailer`.
+pub fn skus_with_positions(
+    conn: &mut DbConnection,
+    retailer: &str,
+    skus: &[String],
+) -> QueryResult<Vec<String>> {
+    positions::table
+        .filter(positions::retailer_id.eq(retailer))
+        .filter(positions::sku_ref.eq_any(skus))
+        .select(positions::sku_ref)
+        .distinct()
+        .load(conn)
+}
+
+/// A position to write: its key, fields, and the version (batch and item) of the write.
+pub struct StockWrite<'a> {
+    pub retailer: &'a str,
+    pub key: &'a PositionKey,
+    pub stock: &'a Stock,
+    pub version: i64,
+}
+
+impl SqliteRow for StockWrite<'_> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let s = self.stock;
+        bind_values!(out,
+            Nullable<BigInt> => &s.id,
+            Text => &self.retailer,
+            Text => &self.key.0,
+            Text => &self.key.1,
+            BigInt => &s.qty,
+            Nullable<BigInt> => &s.corrected_qty,
+            Nullable<BigInt> => &s.reserved_qty,
+            Nullable<Text> => &s.inventory_id,
+            Nullable<Text> => &s.reference,
+            Text => &s.inventory_type,
+            Nullable<Text> => &s.status,
+            Nullable<Text> => &s.attributes,
+            BigInt => &self.version,
+        )
+    }
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    location_ref: String,
+    #[diesel(sql_type = Text)]
+    sku_ref: String,
+}
+
+/// Inserts new positions (`stock.id` is `None`); returns each key with its new id.
+pub fn insert_positions(
+    conn: &mut DbConnection,
+    rows: &[StockWrite],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<(PositionKey, i64)>> {
+    const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
+        inventory_id, reference, inventory_type, status, attributes, version, created_version, \
+        created_on, updated_on";
+    let inserted: Vec<Inserted> = match conn {
+        DbConnection::Sqlite(c) => {
+            // `WHERE true` tells SQLite's parser the RETURNING belongs to the INSERT.
+            let head = format!(
+                "INSERT INTO inventory_positions ({COLUMNS}) SELECT column2, column3, column4, \
+                 column5, column6, column7, column8, column9, column10, column11, column12, \
+                 column13, column13, now.t, now.t FROM (SELECT "
+            );
+            let tail = ") WHERE true RETURNING id, location_ref, sku_ref";
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
+                let statement = SqliteRows {
+                    head: &head,
+                    now: Some((now, " AS t) AS now, (VALUES")),
+                    rows: chunk,
+                    tail,
+                };
+                inserted.extend(statement.load::<Inserted>(c)?);
+            }
+            inserted
         }
         DbConnection::Pg(c) => sql_query(format!(
             "INSERT INTO inventory_positions ({COLUMNS}) \
-             SELECT r, l, s, q, cq, rq, ii, rf, it, st, at, v, v, $13, $13 FROM UNNEST(\
-             $1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], \
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[]) \
-             AS t(r, l, s, q, cq, rq, ii, rf, it, st, at, v) {ON_CONFLICT}{RETURNING}"
+             SELECT $1, l, s, q, cq, rq, ii, rf, it, st, at, v, v, $12, $12 FROM UNNEST(\
+             $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], \
+             $9::text[], $10::text[], $11::text[], $13::int8[]) \
+             AS t(l, s, q, cq, rq, ii, rf, it, st, at, v) RETURNING id, location_ref, sku_ref"
         ))
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.retailer_id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.location_ref).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.sku_ref).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<BigInt>>, _>(
-            rows.iter().map(|r| r.corrected_qty).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.reserved_qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.inventory_id).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.reference).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.inventory_type).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.status).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.attributes).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind::<Text, _>(rows.first().map_or("", |r| r.retailer))
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.corrected_qty).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.reserved_qty).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.inventory_id.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.reference.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.stock.inventory_type.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.status.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.attributes.as_deref()).collect::<Vec<_>>())
         .bind::<Timestamp, _>(now)
-        .load(c),
-    }
+        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .load(c)?,
+    };
+    Ok(inserted
+        .into_iter()
+        .map(|r| ((r.location_ref, r.sku_ref), r.id))
+        .collect())
 }
 
-/// A multi-row SQLite upsert. Unlike `sql_query`, diesel caches its prepared statement
-/// (by text, which depends only on the row count). The timestamp is bound once.
-struct SqliteUpsert<'a> {
-    rows: &'a [PositionWrite<'a>],
-    now: NaiveDateTime,
-}
-
-impl QueryId for SqliteUpsert<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for SqliteUpsert<'_> {
-    type SqlType = Untyped;
-}
-
-impl RunQueryDsl<SqliteConnection> for SqliteUpsert<'_> {}
-
-impl QueryFragment<Sqlite> for SqliteUpsert<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO inventory_positions (");
-        out.push_sql(COLUMNS);
-        out.push_sql(
-            ") SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
-             column9, column10, column11, column12, column12, now.t, now.t FROM (SELECT ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" AS t) AS now, (VALUES ");
-        for (i, row) in self.rows.iter().enumerate() {
-            out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<Text, _>(&row.retailer_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&row.location_ref)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&row.sku_ref)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&row.qty)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&row.corrected_qty)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&row.reserved_qty)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.inventory_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.reference)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&row.inventory_type)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.status)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.attributes)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&row.version)?;
-            out.push_sql(")");
-        }
-        // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
-        out.push_sql(") WHERE true ");
-        out.push_sql(ON_CONFLICT);
-        out.push_sql(RETURNING);
-        Ok(())
-    }
-}
-
-/// The id of the position at a key, if there is one.
-pub fn find_position_id(
+/// Writes the fields of existing positions (`stock.id` is set).
+pub fn update_positions(
     conn: &mut DbConnection,
-    retailer_id: &str,
-    location_ref: &str,
-    sku_ref: &str,
-) -> QueryResult<Option<i64>> {
-    positions::table
-        .filter(positions::retailer_id.eq(retailer_id))
-        .filter(positions::location_ref.eq(location_ref))
-        .filter(positions::sku_ref.eq(sku_ref))
-        .select(positions::id)
-        .first(conn)
-        .optional()
+    rows: &[StockWrite],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    const SET: &str = "qty = u.q, corrected_qty = u.cq, reserved_qty = u.rq, \
+        inventory_id = u.ii, reference = u.rf, inventory_type = u.it, status = u.st, \
+        attributes = u.at, version = u.v";
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let tail = format!(
+                ") UPDATE inventory_positions AS p SET {SET}, updated_on = (SELECT t FROM now) \
+                 FROM (SELECT id, q, cq, rq, ii, rf, it, st, at, ver AS v FROM v) AS u \
+                 WHERE p.id = u.id"
+            );
+            for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
+                let statement = SqliteRows {
+                    head: "WITH now(t) AS (SELECT ",
+                    now: Some((
+                        now,
+                        "), v(id, r, l, s, q, cq, rq, ii, rf, it, st, at, ver) AS (VALUES",
+                    )),
+                    rows: chunk,
+                    tail: &tail,
+                };
+                statement.execute(c)?;
+            }
+        }
+        DbConnection::Pg(c) => {
+            sql_query(format!(
+                "UPDATE inventory_positions AS p SET {SET}, updated_on = $11 FROM UNNEST(\
+                 $1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::int8[]) \
+                 AS u(id, q, cq, rq, ii, rf, it, st, at, v) WHERE p.id = u.id"
+            ))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.id.unwrap_or(0)).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.corrected_qty).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.reserved_qty).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.inventory_id.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.reference.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.stock.inventory_type.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.status.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.attributes.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind::<Timestamp, _>(now)
+            .execute(c)?;
+        }
+    }
+    Ok(())
 }
 
 /// Filters for listing positions; `None` matches everything.

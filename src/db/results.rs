@@ -1,17 +1,38 @@
 //! Per-record results of a batch, written once when the batch completes and read by page.
 
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::AstPass;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::sqlite::Sqlite;
 
 use super::models::{BatchResult, NewResult};
 use super::schema::batch_results;
-use super::sql::ladder_chunks;
+use super::sql::{bind_values, ladder_chunks, SqliteRow, SqliteRows};
 use super::DbConnection;
 
-const COLUMNS: &str = "batch_id, seq, entity_id, entity_ref, response_code, message";
+const COLUMNS: &str = "batch_id, seq, entity_id, entity_ref, response_code, message, data";
+
+/// A result row bound with its batch id.
+struct ResultRow<'a> {
+    batch_id: i64,
+    row: &'a NewResult,
+}
+
+impl SqliteRow for ResultRow<'_> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let r = self.row;
+        bind_values!(out,
+            BigInt => &self.batch_id,
+            Integer => &r.seq,
+            Nullable<BigInt> => &r.entity_id,
+            Nullable<Text> => &r.entity_ref,
+            Integer => &r.response_code,
+            Text => &r.message,
+            Nullable<Text> => &r.data,
+        )
+    }
+}
 
 /// Writes `rows` as results of batch `batch_id`, in as few statements as the backend allows.
 pub fn insert_results(
@@ -21,10 +42,14 @@ pub fn insert_results(
 ) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => {
-            for chunk in ladder_chunks(rows, &[256, 16, 1]) {
-                SqliteInsert {
-                    batch_id,
+            let rows: Vec<ResultRow> = rows.iter().map(|row| ResultRow { batch_id, row }).collect();
+            let head = format!("INSERT INTO batch_results ({COLUMNS}) VALUES");
+            for chunk in ladder_chunks(&rows, &[256, 16, 1]) {
+                SqliteRows {
+                    head: &head,
+                    now: None,
                     rows: chunk,
+                    tail: "",
                 }
                 .execute(c)?;
             }
@@ -33,7 +58,7 @@ pub fn insert_results(
         DbConnection::Pg(c) => {
             sql_query(format!(
                 "INSERT INTO batch_results ({COLUMNS}) SELECT $1, * FROM \
-                 UNNEST($2::int4[], $3::int8[], $4::text[], $5::int4[], $6::text[])"
+                 UNNEST($2::int4[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[])"
             ))
             .bind::<BigInt, _>(batch_id)
             .bind::<Array<Integer>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -47,55 +72,18 @@ pub fn insert_results(
             )
             .bind::<Array<Integer>, _>(rows.iter().map(|r| r.response_code).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.data.as_deref()).collect::<Vec<_>>())
             .execute(c)?;
             Ok(())
         }
     }
 }
 
-/// A multi-row SQLite insert of results; diesel caches its prepared statement by text,
-/// which depends only on the row count.
-struct SqliteInsert<'a> {
-    batch_id: i64,
-    rows: &'a [NewResult],
-}
-
-impl QueryId for SqliteInsert<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl RunQueryDsl<SqliteConnection> for SqliteInsert<'_> {}
-
-impl QueryFragment<Sqlite> for SqliteInsert<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO batch_results (");
-        out.push_sql(COLUMNS);
-        out.push_sql(") VALUES ");
-        for (i, row) in self.rows.iter().enumerate() {
-            out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<BigInt, _>(&self.batch_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&row.seq)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&row.entity_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.entity_ref)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&row.response_code)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&row.message)?;
-            out.push_sql(")");
-        }
-        Ok(())
-    }
-}
-
-/// The record indexes of a batch that already have a result.
-pub fn recorded_seqs(conn: &mut DbConnection, batch_id: i64) -> QueryResult<Vec<i32>> {
+/// The record indexes of a batch that already have a result, with their codes.
+pub fn recorded_seqs(conn: &mut DbConnection, batch_id: i64) -> QueryResult<Vec<(i32, i32)>> {
     batch_results::table
         .filter(batch_results::batch_id.eq(batch_id))
-        .select(batch_results::seq)
+        .select((batch_results::seq, batch_results::response_code))
         .load(conn)
 }
 
@@ -121,6 +109,7 @@ pub fn page_results(
             batch_results::entity_ref,
             batch_results::response_code,
             batch_results::message,
+            batch_results::data,
         ))
         .load(conn)
 }

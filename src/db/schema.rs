@@ -13,12 +13,20 @@ diesel::table! {
 diesel::table! {
     batches (id) {
         id -> BigInt,
-        job_id -> BigInt,
+        job_id -> Nullable<BigInt>,
+        retailer_id -> Text,
+        api -> Text,
         action -> Text,
         entity_type -> Text,
         status -> Text,
         record_count -> Integer,
         entities -> Nullable<Text>,
+        options -> Nullable<Text>,
+        dry_run -> Integer,
+        sku_min -> Nullable<Text>,
+        sku_max -> Nullable<Text>,
+        loc_min -> Nullable<Text>,
+        loc_max -> Nullable<Text>,
         attempts -> Integer,
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
@@ -35,6 +43,7 @@ diesel::table! {
         entity_ref -> Nullable<Text>,
         response_code -> Integer,
         message -> Text,
+        data -> Nullable<Text>,
     }
 }
 
@@ -59,7 +68,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    inventory_movements (id) {
+        id -> BigInt,
+        position_id -> BigInt,
+        batch_id -> BigInt,
+        item_index -> Integer,
+        api -> Text,
+        operation -> Text,
+        previous_qty -> BigInt,
+        new_qty -> BigInt,
+        reason -> Nullable<Text>,
+        reference -> Nullable<Text>,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory_items (retailer_id, sku) {
+        retailer_id -> Text,
+        sku -> Text,
+        properties -> Text,
+        created_on -> Timestamp,
+        updated_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        name -> Text,
+        key_hash -> Text,
+        retailer_id -> Text,
+        permissions -> Text,
+        default_location -> Text,
+        revoked -> Integer,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        status -> Integer,
+        response -> Nullable<Text>,
+        batch_id -> Nullable<BigInt>,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    accept_turns (retailer_id) {
+        retailer_id -> Text,
+    }
+}
+
 diesel::joinable!(batches -> jobs (job_id));
+diesel::joinable!(inventory_movements -> inventory_positions (position_id));
 diesel::joinable!(batch_results -> batches (batch_id));
 
 diesel::table! {
@@ -126,4 +193,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_clients,
     tokens,
     login_failures,
+    inventory_movements,
+    inventory_items,
+    api_keys,
+    idempotency_keys,
+    accept_turns,
 );

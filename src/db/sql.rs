@@ -3,10 +3,69 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Text, Timestamp, Untyped};
+use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::DbConnection;
+
+/// A row of a multi-row SQLite statement: binds its values, separated by `, `.
+pub trait SqliteRow {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
+}
+
+/// `head [? then] (row), (row), ... tail` for SQLite, where `?` is `now` when given (bound
+/// once, not per row). Unlike `sql_query`, diesel caches the prepared statement (by its
+/// text, which depends only on the row count): call it with chunks from [`ladder_chunks`]
+/// so a handful of texts serve every batch.
+pub struct SqliteRows<'a, R> {
+    pub head: &'a str,
+    pub now: Option<(NaiveDateTime, &'a str)>,
+    pub rows: &'a [R],
+    pub tail: &'a str,
+}
+
+impl<R> QueryId for SqliteRows<'_, R> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<R> Query for SqliteRows<'_, R> {
+    type SqlType = Untyped;
+}
+
+impl<R> RunQueryDsl<SqliteConnection> for SqliteRows<'_, R> {}
+
+impl<R: SqliteRow> QueryFragment<Sqlite> for SqliteRows<'_, R> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql(self.head);
+        if let Some((now, then)) = &self.now {
+            out.push_bind_param::<Timestamp, _>(now)?;
+            out.push_sql(then);
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { " (" } else { ", (" });
+            row.bind(&mut out)?;
+            out.push_sql(")");
+        }
+        out.push_sql(self.tail);
+        Ok(())
+    }
+}
+
+/// Binds a row's values, separated by `, `: `bind_values!(out, BigInt => &self.id, ...)`.
+macro_rules! bind_values {
+    ($out:expr, $ty:ty => $value:expr $(, $rest_ty:ty => $rest:expr)* $(,)?) => {{
+        $out.push_bind_param::<$ty, _>($value)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$rest_ty, _>($rest)?;
+        )*
+        Ok(())
+    }};
+}
+pub(crate) use bind_values;
 
 /// Splits `rows` greedily into chunks whose lengths all come from `sizes` (largest
 /// first, ending with 1). Statements built per chunk then have only `sizes.len()` texts,

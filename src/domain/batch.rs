@@ -1,11 +1,12 @@
 //! Batches: what a valid create request is. Records are checked one by one when the
 //! batch runs, so a bad record never refuses the batch.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::inventory::{record_key, RecordKey};
 use super::json::parse_object;
+use super::keys::KeyBox;
 use super::scalar::Scalar;
 
 /// Most records one batch may carry.
@@ -31,6 +32,22 @@ pub struct BatchDraft {
     pub entity_type: &'static str,
     pub entities: String,
     pub record_count: usize,
+    /// Each record's key (retailer, location, SKU), where its key fields are valid.
+    pub keys: Vec<Option<RecordKey>>,
+}
+
+impl BatchDraft {
+    /// The box of what the batch touches when posted to a job of `retailer`: only records
+    /// of the job's retailer are applied.
+    pub fn key_box(&self, retailer: &str) -> Option<KeyBox> {
+        KeyBox::of(
+            self.keys
+                .iter()
+                .flatten()
+                .filter(|k| k.retailer_id == retailer)
+                .map(|k| (k.location_ref.as_str(), k.sku_ref.as_str())),
+        )
+    }
 }
 
 /// Parses `POST /job/{id}/batch` and lists every request-level problem with it.
@@ -45,28 +62,28 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
     };
     expect("action", wire.action, UPSERT);
     expect("entityType", wire.entity_type, INVENTORY);
-    let record_count = match wire.entities {
+    let records = match wire.entities {
         None => {
             errors.push("'entities' is required".to_owned());
-            0
+            Vec::new()
         }
-        Some(raw) => match serde_json::from_str::<Vec<IgnoredAny>>(raw.get()) {
+        Some(raw) => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
             Err(_) => {
                 errors.push("'entities' must be an array".to_owned());
-                0
+                Vec::new()
             }
             Ok(records) if records.is_empty() => {
                 errors.push("'entities' must hold at least 1 record".to_owned());
-                0
+                records
             }
             Ok(records) if records.len() > MAX_BATCH_RECORDS => {
                 errors.push(format!(
                     "'entities' must hold at most {MAX_BATCH_RECORDS} records, not {}",
                     records.len()
                 ));
-                0
+                records
             }
-            Ok(records) => records.len(),
+            Ok(records) => records,
         },
     };
     if !errors.is_empty() {
@@ -76,7 +93,8 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
         action: UPSERT,
         entity_type: INVENTORY,
         entities: wire.entities.map_or("[]", RawValue::get).to_owned(),
-        record_count,
+        record_count: records.len(),
+        keys: records.iter().map(|r| record_key(r)).collect(),
     })
 }
 
@@ -90,6 +108,9 @@ mod tests {
             {"locationRef":"158","qty":10,"correctedQty":11,"reservedQty":12,"skuRef":"29SPM0020X96-1-8","retailerId":197}]}"#;
         let draft = parse_create_batch(body).unwrap();
         assert_eq!(draft.record_count, 1);
+        let key_box = draft.key_box("197").unwrap();
+        assert_eq!((key_box.sku_min.as_str(), key_box.loc_max.as_str()), ("29SPM0020X96-1-8", "158"));
+        assert_eq!(draft.key_box("198"), None, "records of another retailer touch nothing");
         assert!(draft.entities.starts_with('[') && draft.entities.contains("29SPM0020X96-1-8"));
     }
 

@@ -73,6 +73,36 @@ impl InventoryRecord {
     }
 }
 
+/// The position a record names: its retailer, location and SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey {
+    pub retailer_id: String,
+    pub location_ref: String,
+    pub sku_ref: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyWire {
+    #[serde(default)]
+    retailer_id: Option<Scalar>,
+    #[serde(default)]
+    sku_ref: Option<Scalar>,
+    #[serde(default)]
+    location_ref: Option<Scalar>,
+}
+
+/// A record's key when its three key fields pass the same checks [`check_record`] makes:
+/// every record the executor applies has one, so a batch's key box covers what it touches.
+pub fn record_key(raw: &RawValue) -> Option<RecordKey> {
+    let wire: KeyWire = parse_object(raw.get().as_bytes()).ok()?;
+    Some(RecordKey {
+        retailer_id: required_key("retailerId", wire.retailer_id.as_ref()).ok()?,
+        location_ref: required_key("locationRef", wire.location_ref.as_ref()).ok()?,
+        sku_ref: required_key("skuRef", wire.sku_ref.as_ref()).ok()?,
+    })
+}
+
 /// Why a record was not applied, as its result will say.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordError {
@@ -285,6 +315,31 @@ mod tests {
             message(r#"{"qty":"x"}"#).1,
             "'retailerId' is required; 'skuRef' is required; 'locationRef' is required; 'qty' must be an integer"
         );
+    }
+
+    #[test]
+    fn every_record_that_passes_has_the_key_it_is_applied_at() {
+        for json in [
+            r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1}"#,
+            r#"{"retailerId":"197","skuRef":12,"locationRef":"L","qty":"3","ref":"R"}"#,
+            r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":-1}"#,
+            r#"{"retailerId":197,"skuRef":" ","locationRef":"L","qty":1}"#,
+            r#"[1]"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+            let key = record_key(&raw);
+            if let Ok(r) = check_record(&raw, "197") {
+                assert_eq!(
+                    key,
+                    Some(RecordKey {
+                        retailer_id: r.retailer_id,
+                        location_ref: r.location_ref,
+                        sku_ref: r.sku_ref
+                    }),
+                    "{json}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -4,5 +4,8 @@ pub mod batch;
 pub mod inventory;
 pub mod job;
 pub mod json;
+pub mod keys;
+pub mod operations;
 pub mod paging;
 pub mod scalar;
+pub mod stateset;

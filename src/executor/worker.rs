@@ -13,11 +13,12 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::apply::{apply_batch, fail_batch, ApplyOutcome};
+use super::completions::Completions;
 use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, jobs, DbConnection, DbPool, WriteGate};
+use crate::db::{batches, DbConnection, DbPool, WriteGate};
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -53,20 +54,28 @@ pub struct Executor {
     pool: DbPool,
     config: ExecutorConfig,
     gate: WriteGate,
+    completions: Completions,
     owner: String,
     /// Woken when this executor claims a batch, so an idle sibling looks for the next.
     siblings: Option<Wakeup>,
 }
 
 impl Executor {
-    /// An executor writing through `gate`, shared with the API of the same process.
-    pub fn new(pool: DbPool, config: ExecutorConfig, gate: WriteGate) -> Self {
+    /// An executor writing through `gate`, shared with the API of the same process, and
+    /// telling the API's waiting requests of each batch it completes.
+    pub fn new(
+        pool: DbPool,
+        config: ExecutorConfig,
+        gate: WriteGate,
+        completions: Completions,
+    ) -> Self {
         let nanos = Utc::now().timestamp_subsec_nanos();
         let owner = format!("executor-{}-{nanos:08x}", std::process::id());
         Executor {
             pool,
             config,
             gate,
+            completions,
             owner,
             siblings: None,
         }
@@ -91,6 +100,7 @@ impl Executor {
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
             fail_batch(&mut conn, &self.gate, &batch, &self.owner, &reason)?;
+            self.completions.notify();
             log::error!("batch {} COMPLETE with 500 results: {reason}", batch.id);
             return Ok(Step::Processed(batch.id));
         }
@@ -104,9 +114,7 @@ impl Executor {
                 scope.spawn(|| self.keep_lease(batch.id, keeper_stop));
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let job =
-                    jobs::find_job(&mut conn, batch.job_id)?.context("the batch's job is gone")?;
-                apply_batch(&mut conn, &self.gate, &batch, &job.retailer_id, &self.owner)
+                apply_batch(&mut conn, &self.gate, &batch, &self.owner)
             }));
             drop(finished);
             outcome
@@ -115,12 +123,15 @@ impl Executor {
         drop(conn);
         let failure = match outcome {
             Ok(Ok(ApplyOutcome::Completed(summary))) => {
+                self.completions.notify();
                 log::info!(
-                    "batch {} COMPLETE: {} records, {} applied, {} rejected, {} ms (attempt {}, {} transactions)",
+                    "batch {} COMPLETE: {} {} records, {} applied, {} rejected, {} skipped, {} ms (attempt {}, {} transactions)",
                     batch.id,
+                    batch.api,
                     summary.records,
                     summary.applied,
                     summary.rejected,
+                    summary.skipped,
                     started.elapsed().as_millis(),
                     batch.attempts,
                     summary.transactions
@@ -178,6 +189,7 @@ impl Executor {
             );
             let reason = format!("processing failed {} times", batch.attempts);
             fail_batch(&mut conn, &self.gate, batch, &self.owner, &reason)?;
+            self.completions.notify();
         } else {
             log::warn!(
                 "batch {} attempt {} failed: {failure}; will retry",
@@ -217,6 +229,7 @@ impl Executor {
                 pool: self.pool.clone(),
                 config: self.config.clone(),
                 gate: self.gate.clone(),
+                completions: self.completions.clone(),
                 // Each worker holds its own leases: a batch under its owner is its own.
                 owner: if workers == 1 {
                     self.owner.clone()

@@ -12,7 +12,6 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
 use diesel::sqlite::Sqlite;
-use stockbatch::db::positions::{COLUMNS, ON_CONFLICT, RETURNING};
 use stockbatch::db::schema::{batch_results, batches, inventory_positions, jobs};
 use stockbatch::db::{build_pool, ladder_chunks, run_migrations, DbConnection};
 use stockbatch::executor::VERSION_STRIDE;
@@ -20,6 +19,28 @@ use stockbatch::executor::VERSION_STRIDE;
 use crate::args::{Args, Db};
 use crate::service::FreshDb;
 use crate::workload::{expected_message, Checks, Record, Space, CREATED, RETAILER, UPDATED};
+
+/// The columns an upsert writes, in the order its values come.
+const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
+    inventory_id, reference, inventory_type, status, attributes, version, created_version, \
+    created_on, updated_on";
+
+/// Optional fields a record leaves out keep their stored value; a write only lands over
+/// an older version, so applying batches out of order still ends with the newest data.
+const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO UPDATE SET \
+    qty = excluded.qty, \
+    corrected_qty = COALESCE(excluded.corrected_qty, inventory_positions.corrected_qty), \
+    reserved_qty = COALESCE(excluded.reserved_qty, inventory_positions.reserved_qty), \
+    inventory_id = COALESCE(excluded.inventory_id, inventory_positions.inventory_id), \
+    reference = COALESCE(excluded.reference, inventory_positions.reference), \
+    inventory_type = excluded.inventory_type, \
+    status = COALESCE(excluded.status, inventory_positions.status), \
+    attributes = COALESCE(excluded.attributes, inventory_positions.attributes), \
+    version = excluded.version, updated_on = excluded.updated_on \
+    WHERE inventory_positions.version < excluded.version";
+
+/// What an upsert reports of each write that landed.
+const RETURNING: &str = " RETURNING id, version, created_version";
 
 const SQLITE_MAX_BINDS: usize = 32_766;
 const PG_MAX_BINDS: usize = 65_535;

@@ -3,9 +3,9 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use super::principal::require;
-use super::support::{rfc3339, with_conn, AppState};
+use crate::api::error::ApiError;
+use crate::api::principal::require;
+use crate::api::support::{rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
 use crate::db::positions::{list_positions as query_positions, PositionFilter};
 use crate::domain::paging::Page;
@@ -58,22 +58,12 @@ pub async fn list_positions(
     require(&principal, Permission::InventoryView)?;
     let query = query.into_inner();
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
-    // Stored text never holds NUL (record checks refuse it), and PostgreSQL cannot even
-    // compare with it: such a filter matches nothing.
-    let filters = [&query.retailer_id, &query.sku_ref, &query.location_ref];
-    if filters
-        .iter()
-        .any(|f| f.as_deref().is_some_and(|f| f.contains('\0')))
-    {
+    let Some(retailer_id) = visible_retailer(
+        &principal,
+        [&query.retailer_id, &query.sku_ref, &query.location_ref],
+        query.retailer_id.clone(),
+    ) else {
         return Ok(HttpResponse::Ok().json(empty_page(page)));
-    }
-    // A retailer's user sees only that retailer's positions; asking for another's finds none.
-    let retailer_id = match (&principal.retailer_id, query.retailer_id) {
-        (None, asked) => asked,
-        (Some(own), Some(asked)) if asked != *own => {
-            return Ok(HttpResponse::Ok().json(empty_page(page)))
-        }
-        (Some(own), _) => Some(own.clone()),
     };
     let filter = PositionFilter {
         retailer_id,
@@ -111,6 +101,27 @@ pub async fn list_positions(
             })
             .collect(),
     }))
+}
+
+/// The retailer filter a listing applies, or `None` when it can match nothing: a retailer's
+/// user sees only that retailer (asking for another's finds none), and stored text never
+/// holds NUL (record checks refuse it; PostgreSQL cannot even compare with it).
+pub(super) fn visible_retailer(
+    principal: &Principal,
+    filters: [&Option<String>; 3],
+    asked: Option<String>,
+) -> Option<Option<String>> {
+    if filters
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|f| f.contains('\0')))
+    {
+        return None;
+    }
+    match (&principal.retailer_id, asked) {
+        (None, asked) => Some(asked),
+        (Some(own), Some(asked)) if asked != *own => None,
+        (Some(own), _) => Some(Some(own.clone())),
+    }
 }
 
 fn empty_page(page: Page) -> InventoryPage {

@@ -4,16 +4,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::body::Body;
-use super::error::ApiError;
 use super::jobs::{find_visible_job, IdResponse};
-use super::principal::require;
-use super::support::{blocking, parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::api::body::Body;
+use crate::api::error::ApiError;
+use crate::api::idempotency::{create_once, request_key, stored_response, Answer, Made};
+use crate::api::principal::require;
+use crate::api::support::{blocking, parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
-use crate::db::models::{NewBatch, COMPLETE, PENDING};
+use crate::db::models::{NewBatch, COMPLETE, FLUENT, PENDING};
 use crate::db::{batches, results};
 use crate::domain::batch::parse_create_batch;
 use crate::domain::job::{job_status, JobStatus};
+use crate::domain::keys::KeyBox;
 use crate::domain::paging::Page;
 
 #[derive(Deserialize)]
@@ -56,6 +58,7 @@ pub async fn create_batch(
     require(&principal, Permission::BatchCreate)?;
     require_json(&req)?;
     let job_id = parse_id("job", &path)?;
+    let key = request_key(&req, &principal, &body)?;
     // The body is checked before a connection is taken: a bad request is a 400 even while
     // the database is away.
     let (draft, body) = blocking(move || match parse_create_batch(&body) {
@@ -63,8 +66,7 @@ pub async fn create_batch(
         Err(errors) => Err(ApiError::BadRequest(errors)),
     })
     .await?;
-    let gate = state.gate.clone();
-    let id = with_conn(&state.pool, move |conn| {
+    let answer = create_once(&state, key, move |conn| {
         // The body's share of the in-flight budget is held until the batch is stored.
         let _body = body;
         let job = find_visible_job(conn, &principal, job_id)?;
@@ -74,26 +76,40 @@ pub async fn create_batch(
                 "job {job_id} is CLOSED: jobs close at the end of the UTC day they were created in; create a new job"
             )));
         }
+        let key_box = draft.key_box(&job.retailer_id);
+        let bound = |f: fn(&KeyBox) -> &String| key_box.as_ref().map(|b| f(b).as_str());
         let batch = NewBatch {
-            job_id,
+            job_id: Some(job_id),
+            retailer_id: &job.retailer_id,
+            api: FLUENT,
             action: draft.action,
             entity_type: draft.entity_type,
             status: PENDING,
             record_count: draft.record_count as i32,
             entities: &draft.entities,
+            options: None,
+            dry_run: 0,
+            sku_min: bound(|b| &b.sku_min),
+            sku_max: bound(|b| &b.sku_max),
+            loc_min: bound(|b| &b.loc_min),
+            loc_max: bound(|b| &b.loc_max),
             attempts: 0,
             created_on: now,
         };
-        let id = gate.api(|| batches::insert_batch(conn, &batch))?;
-        if let Err(e) = batches::notify_batch_accepted(conn) {
-            // The batch is stored; executors' polling will find it.
-            log::warn!("batch {id} stored, but NOTIFY failed: {e}");
-        }
-        Ok(id)
+        let id = batches::accept_batch(conn, &batch)?;
+        let body = serde_json::to_string(&IdResponse { id: id.to_string() })
+            .map_err(anyhow::Error::from)?;
+        Ok(Made {
+            status: 200,
+            response: Some(body),
+            batch_id: Some(id),
+        })
     })
     .await?;
-    state.wakeup.notify();
-    Ok(HttpResponse::Ok().json(IdResponse { id: id.to_string() }))
+    if matches!(answer, Answer::Made(_)) {
+        state.wakeup.notify();
+    }
+    Ok(stored_response(answer.made()))
 }
 
 pub async fn get_batch(
@@ -122,7 +138,7 @@ pub async fn get_batch(
     .await?;
     Ok(HttpResponse::Ok().json(BatchResponse {
         batch_id: batch.id.to_string(),
-        job_id: batch.job_id.to_string(),
+        job_id: job_id.to_string(),
         entity_type: batch.entity_type,
         status: batch.status,
         created_on: rfc3339(batch.created_on),

@@ -4,10 +4,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
 
-use super::body::Body;
-use super::error::ApiError;
-use super::principal::require;
-use super::support::{parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::api::body::Body;
+use crate::api::error::ApiError;
+use crate::api::idempotency::{create_once, request_key, stored_response, Made};
+use crate::api::principal::require;
+use crate::api::support::{parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
 use crate::db::models::{Job, NewJob};
 use crate::db::{batches, jobs, DbConnection};
@@ -55,18 +56,25 @@ pub async fn create_job(
             draft.retailer_id
         )));
     }
-    let gate = state.gate.clone();
-    let id = with_conn(&state.pool, move |conn| {
+    let key = request_key(&req, &principal, &body)?;
+    let answer = create_once(&state, key, move |conn| {
         let job = NewJob {
             name: &draft.name,
             retailer_id: &draft.retailer_id,
             meta: draft.meta.as_deref(),
             created_on: Utc::now().naive_utc(),
         };
-        Ok(gate.api(|| jobs::insert_job(conn, &job))?)
+        let id = jobs::insert_job(conn, &job)?;
+        let body = serde_json::to_string(&IdResponse { id: id.to_string() })
+            .map_err(anyhow::Error::from)?;
+        Ok(Made {
+            status: 200,
+            response: Some(body),
+            batch_id: None,
+        })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(IdResponse { id: id.to_string() }))
+    Ok(stored_response(answer.made()))
 }
 
 pub async fn get_job(

@@ -1,0 +1,6 @@
+//! Fluent Commerce's v4.1 Job & Batch API: jobs, UPSERT batches, positions, and the ledger.
+
+pub mod batches;
+pub mod inventory;
+pub mod jobs;
+pub mod movements;

@@ -1,0 +1,561 @@
+//! The operations of both APIs — Fluent's absolute UPSERT and StateSet's adjust, transfer,
+//! cycle count, update and import — as pure functions over an in-memory view of the stock
+//! they touch. Each item either changes the view and yields its result and ledger movements,
+//! or changes nothing and yields an error: a transfer moves both sides or neither. The same
+//! code serves a real run and a dry run; the executor writes what changed.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Map, Value};
+
+use super::inventory::{InventoryRecord, CREATED, DEFAULT_TYPE, UPDATED};
+use super::stateset::{Item, Note, Op};
+
+/// A position is (location, SKU) within the batch's retailer.
+pub type PositionKey = (String, String);
+
+/// A position's stored fields. `id` is `None` until the position is first written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stock {
+    pub id: Option<i64>,
+    pub qty: i64,
+    pub corrected_qty: Option<i64>,
+    pub reserved_qty: Option<i64>,
+    pub inventory_id: Option<String>,
+    pub reference: Option<String>,
+    pub inventory_type: String,
+    pub status: Option<String>,
+    pub attributes: Option<String>,
+}
+
+impl Stock {
+    fn new(qty: i64) -> Stock {
+        Stock {
+            id: None,
+            qty,
+            corrected_qty: None,
+            reserved_qty: None,
+            inventory_id: None,
+            reference: None,
+            inventory_type: DEFAULT_TYPE.to_owned(),
+            status: None,
+            attributes: None,
+        }
+    }
+}
+
+/// One change to a position's quantity, for the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Movement {
+    pub key: PositionKey,
+    pub operation: &'static str,
+    pub previous: i64,
+    pub new: i64,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// What an item did: its result and the movements it made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub message: String,
+    /// StateSet's result data.
+    pub data: Option<Value>,
+    /// The position the result names (Fluent's `entityId`).
+    pub position: Option<PositionKey>,
+    pub movements: Vec<Movement>,
+}
+
+/// Why an item changed nothing: a result code and a message for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Result codes of items that changed nothing (beside validation's 400).
+pub const CODE_NOT_FOUND: i32 = 404;
+pub const CODE_CONFLICT: i32 = 409;
+/// An item never attempted: an earlier one failed and the batch stops at errors.
+pub const CODE_SKIPPED: i32 = 0;
+
+/// The stock a batch touches, as read when it starts and changed by its items in order.
+/// Changes since the last [`View::mark`] can be undone; changed entries are remembered
+/// until [`View::take_changes`].
+#[derive(Debug, Default)]
+pub struct View {
+    positions: HashMap<PositionKey, Option<Stock>>,
+    items: HashMap<String, Option<Map<String, Value>>>,
+    /// SKUs with at least one position (an `update` needs its item to exist).
+    skus_with_positions: HashSet<String>,
+    changed_positions: HashSet<PositionKey>,
+    changed_items: HashSet<String>,
+    undo: Vec<Undo>,
+}
+
+#[derive(Debug)]
+enum Undo {
+    Position(PositionKey, Option<Stock>, bool),
+    Item(String, Option<Map<String, Value>>, bool),
+}
+
+impl View {
+    /// A view of `positions` (found) and `items` (found) among the keys looked up; keys
+    /// looked up but not found are known not to exist.
+    pub fn new(
+        looked_up: impl IntoIterator<Item = PositionKey>,
+        positions: impl IntoIterator<Item = (PositionKey, Stock)>,
+        items_looked_up: impl IntoIterator<Item = String>,
+        items: impl IntoIterator<Item = (String, Map<String, Value>)>,
+        skus_with_positions: impl IntoIterator<Item = String>,
+    ) -> View {
+        let mut view = View {
+            positions: looked_up.into_iter().map(|k| (k, None)).collect(),
+            items: items_looked_up.into_iter().map(|k| (k, None)).collect(),
+            skus_with_positions: skus_with_positions.into_iter().collect(),
+            ..View::default()
+        };
+        for (key, stock) in positions {
+            view.skus_with_positions.insert(key.1.clone());
+            view.positions.insert(key, Some(stock));
+        }
+        for (sku, properties) in items {
+            view.items.insert(sku, Some(properties));
+        }
+        view
+    }
+
+    pub fn position(&self, key: &PositionKey) -> Option<&Stock> {
+        self.positions.get(key).and_then(Option::as_ref)
+    }
+
+    pub fn item(&self, sku: &str) -> Option<&Map<String, Value>> {
+        self.items.get(sku).and_then(Option::as_ref)
+    }
+
+    fn qty(&self, key: &PositionKey) -> i64 {
+        self.position(key).map_or(0, |s| s.qty)
+    }
+
+    fn set_position(&mut self, key: PositionKey, stock: Stock) {
+        self.skus_with_positions.insert(key.1.clone());
+        let was_changed = !self.changed_positions.insert(key.clone());
+        let before = self.positions.insert(key.clone(), Some(stock)).flatten();
+        self.undo.push(Undo::Position(key, before, was_changed));
+    }
+
+    fn set_item(&mut self, sku: &str, properties: Map<String, Value>) {
+        let was_changed = !self.changed_items.insert(sku.to_owned());
+        let before = self.items.insert(sku.to_owned(), Some(properties)).flatten();
+        self.undo.push(Undo::Item(sku.to_owned(), before, was_changed));
+    }
+
+    /// Records the id a new position was stored under.
+    pub fn set_id(&mut self, key: &PositionKey, id: i64) {
+        if let Some(Some(stock)) = self.positions.get_mut(key) {
+            stock.id = Some(id);
+        }
+    }
+
+    /// A point to undo back to.
+    pub fn mark(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// Undoes every change since `mark`.
+    pub fn undo_to(&mut self, mark: usize) {
+        while self.undo.len() > mark {
+            match self.undo.pop().expect("longer than mark") {
+                Undo::Position(key, before, was_changed) => {
+                    if !was_changed {
+                        self.changed_positions.remove(&key);
+                    }
+                    self.positions.insert(key, before);
+                }
+                Undo::Item(sku, before, was_changed) => {
+                    if !was_changed {
+                        self.changed_items.remove(&sku);
+                    }
+                    self.items.insert(sku, before);
+                }
+            }
+        }
+    }
+
+    /// The positions and items changed since the last [`View::commit`], sorted by key
+    /// (writers lock in one order).
+    pub fn changes(&self) -> (Vec<(PositionKey, Stock)>, Vec<(String, Map<String, Value>)>) {
+        let mut positions: Vec<_> = self
+            .changed_positions
+            .iter()
+            .filter_map(|k| self.position(k).map(|s| (k.clone(), s.clone())))
+            .collect();
+        positions.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut items: Vec<_> = self
+            .changed_items
+            .iter()
+            .filter_map(|k| self.item(k).map(|p| (k.clone(), p.clone())))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        (positions, items)
+    }
+
+    /// The changes are written: they stay, and there is nothing to undo.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+        self.changed_positions.clear();
+        self.changed_items.clear();
+    }
+}
+
+/// Fluent's UPSERT: the record's quantity replaces the position's; optional fields it
+/// leaves out keep their stored value.
+pub fn upsert(view: &mut View, record: &InventoryRecord) -> Applied {
+    let key = (record.location_ref.clone(), record.sku_ref.clone());
+    let before = view.position(&key).cloned();
+    let previous = before.as_ref().map_or(0, |s| s.qty);
+    let mut stock = before.clone().unwrap_or_else(|| Stock::new(record.qty));
+    stock.qty = record.qty;
+    let keep = |given: &Option<String>, stored: &mut Option<String>| {
+        if given.is_some() {
+            stored.clone_from(given);
+        }
+    };
+    if record.corrected_qty.is_some() {
+        stock.corrected_qty = record.corrected_qty;
+    }
+    if record.reserved_qty.is_some() {
+        stock.reserved_qty = record.reserved_qty;
+    }
+    keep(&record.inventory_id, &mut stock.inventory_id);
+    keep(&record.reference, &mut stock.reference);
+    keep(&record.status, &mut stock.status);
+    keep(&record.attributes, &mut stock.attributes);
+    stock.inventory_type.clone_from(&record.inventory_type);
+    view.set_position(key.clone(), stock);
+    Applied {
+        message: if before.is_some() { UPDATED } else { CREATED }.to_owned(),
+        data: None,
+        movements: vec![Movement {
+            key: key.clone(),
+            operation: "UPSERT",
+            previous,
+            new: record.qty,
+            reason: None,
+            reference: record.reference.clone(),
+        }],
+        position: Some(key),
+    }
+}
+
+/// A StateSet item: adjust, transfer, cycle count, update or import.
+pub fn apply_item(view: &mut View, item: &Item) -> Result<Applied, Refusal> {
+    let key = |location: &str| (location.to_owned(), item.sku.clone());
+    match &item.op {
+        Op::Adjust {
+            location,
+            absolute,
+            quantity,
+            note,
+        } => {
+            let key = key(location);
+            let previous = view.qty(&key);
+            let new = if *absolute {
+                *quantity
+            } else {
+                after_change(previous, *quantity)?
+            };
+            set_qty(view, &key, new);
+            Ok(Applied {
+                message: "Inventory adjusted successfully".to_owned(),
+                data: Some(json!({
+                    "location": location,
+                    "previous_quantity": previous,
+                    "new_quantity": new,
+                    "adjustment": new - previous,
+                })),
+                movements: vec![movement(&key, "adjust", previous, new, note)],
+                position: Some(key),
+            })
+        }
+        Op::Transfer {
+            from,
+            to,
+            quantity,
+            note,
+        } => {
+            let (from_key, to_key) = (key(from), key(to));
+            let (from_before, to_before) = (view.qty(&from_key), view.qty(&to_key));
+            let from_after = after_change(from_before, -quantity)?;
+            let to_after = after_change(to_before, *quantity)?;
+            set_qty(view, &from_key, from_after);
+            set_qty(view, &to_key, to_after);
+            Ok(Applied {
+                message: "Inventory transferred successfully".to_owned(),
+                data: Some(json!({
+                    "quantity": quantity,
+                    "from": {"location": from, "previous_quantity": from_before, "new_quantity": from_after},
+                    "to": {"location": to, "previous_quantity": to_before, "new_quantity": to_after},
+                })),
+                movements: vec![
+                    movement(&from_key, "transfer", from_before, from_after, note),
+                    movement(&to_key, "transfer", to_before, to_after, note),
+                ],
+                position: Some(from_key),
+            })
+        }
+        Op::CycleCount {
+            location,
+            counted,
+            note,
+        } => {
+            let key = key(location);
+            let previous = view.qty(&key);
+            set_qty(view, &key, *counted);
+            Ok(Applied {
+                message: "Cycle count recorded".to_owned(),
+                data: Some(json!({
+                    "location": location,
+                    "previous_quantity": previous,
+                    "counted_quantity": counted,
+                    "new_quantity": counted,
+                    "variance": counted - previous,
+                })),
+                movements: vec![movement(&key, "cycle_count", previous, *counted, note)],
+                position: Some(key),
+            })
+        }
+        Op::Update { properties } => {
+            let exists = view.item(&item.sku).is_some() || view.skus_with_positions.contains(&item.sku);
+            if !exists {
+                return Err(Refusal {
+                    code: CODE_NOT_FOUND,
+                    message: format!("no inventory item {}: import it first", item.sku),
+                });
+            }
+            let mut merged = view.item(&item.sku).cloned().unwrap_or_default();
+            merged.extend(properties.clone());
+            view.set_item(&item.sku, merged.clone());
+            Ok(Applied {
+                message: "Item updated successfully".to_owned(),
+                data: Some(json!({ "properties": merged })),
+                movements: Vec::new(),
+                position: None,
+            })
+        }
+        Op::Import {
+            location,
+            quantity,
+            properties,
+        } => {
+            let key = key(location);
+            let created = view.item(&item.sku).is_none() && view.position(&key).is_none();
+            let previous = view.qty(&key);
+            view.set_item(&item.sku, properties.clone());
+            set_qty(view, &key, *quantity);
+            Ok(Applied {
+                message: "Item imported successfully".to_owned(),
+                data: Some(json!({
+                    "location": location,
+                    "previous_quantity": previous,
+                    "new_quantity": quantity,
+                    "created": created,
+                })),
+                movements: vec![movement(&key, "import", previous, *quantity, &Note::default())],
+                position: Some(key),
+            })
+        }
+    }
+}
+
+/// `qty + change`, refused below zero or past the integer range.
+fn after_change(qty: i64, change: i64) -> Result<i64, Refusal> {
+    let conflict = |message: String| Refusal {
+        code: CODE_CONFLICT,
+        message,
+    };
+    match qty.checked_add(change) {
+        Some(n) if n >= 0 => Ok(n),
+        Some(_) => Err(conflict(format!(
+            "insufficient stock: {qty} on hand, {} requested",
+            -change
+        ))),
+        None => Err(conflict(format!(
+            "the quantity would overflow: {qty} on hand, {change} added"
+        ))),
+    }
+}
+
+fn set_qty(view: &mut View, key: &PositionKey, qty: i64) {
+    let mut stock = view.position(key).cloned().unwrap_or_else(|| Stock::new(qty));
+    stock.qty = qty;
+    view.set_position(key.clone(), stock);
+}
+
+fn movement(key: &PositionKey, operation: &'static str, previous: i64, new: i64, note: &Note) -> Movement {
+    Movement {
+        key: key.clone(),
+        operation,
+        previous,
+        new,
+        reason: note.reason.clone(),
+        reference: note.reference.clone(),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::stateset::Operation;
+
+    fn key(l: &str, s: &str) -> PositionKey {
+        (l.to_owned(), s.to_owned())
+    }
+
+    fn view_with(stock: &[(&str, &str, i64)]) -> View {
+        View::new(
+            stock.iter().map(|(l, s, _)| key(l, s)),
+            stock.iter().map(|(l, s, q)| (key(l, s), Stock::new(*q))),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    fn parse(operation: Operation, json: &str) -> Item {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
+        crate::domain::stateset::parse_item(operation, &raw, "DEFAULT").unwrap()
+    }
+
+    #[test]
+    fn relative_adjustments_and_transfers_never_go_below_zero() {
+        let mut view = view_with(&[("W1", "A", 12)]);
+        let minus_25 = parse(
+            Operation::Adjust,
+            r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":-25,"location":"W1"}}"#,
+        );
+        let refused = apply_item(&mut view, &minus_25).unwrap_err();
+        assert_eq!(refused.message, "insufficient stock: 12 on hand, 25 requested");
+        assert_eq!(refused.code, CODE_CONFLICT);
+        let transfer = parse(
+            Operation::Transfer,
+            r#"{"sku":"A","data":{"from_location":"W1","to_location":"W2","quantity":13}}"#,
+        );
+        assert!(apply_item(&mut view, &transfer).is_err());
+        assert_eq!(view.qty(&key("W1", "A")), 12, "nothing moved");
+        assert!(view.position(&key("W2", "A")).is_none(), "neither side");
+        let (changed, _) = view.changes();
+        assert!(changed.is_empty());
+    }
+
+    #[test]
+    fn a_transfer_moves_both_sides_and_records_two_movements() {
+        let mut view = view_with(&[("W1", "A", 100)]);
+        let transfer = parse(
+            Operation::Transfer,
+            r#"{"sku":"A","data":{"from_location":"W1","to_location":"W2","quantity":40,"reason":"rebalance"}}"#,
+        );
+        let applied = apply_item(&mut view, &transfer).unwrap();
+        assert_eq!(
+            applied.data.unwrap(),
+            json!({"quantity": 40,
+                   "from": {"location": "W1", "previous_quantity": 100, "new_quantity": 60},
+                   "to": {"location": "W2", "previous_quantity": 0, "new_quantity": 40}})
+        );
+        let moves: Vec<_> = applied.movements.iter().map(|m| (m.key.0.as_str(), m.previous, m.new)).collect();
+        assert_eq!(moves, vec![("W1", 100, 60), ("W2", 0, 40)]);
+        assert_eq!(applied.movements[0].reason.as_deref(), Some("rebalance"));
+        let (changed, _) = view.changes();
+        assert_eq!(changed.len(), 2);
+        view.commit();
+        assert!(view.changes().0.is_empty());
+    }
+
+    #[test]
+    fn items_apply_in_order_on_the_view() {
+        let mut view = view_with(&[("DEFAULT", "A", 125)]);
+        let absolute = parse(
+            Operation::Adjust,
+            r#"{"sku":"A","data":{"adjustment_type":"absolute","quantity":150}}"#,
+        );
+        let relative = parse(
+            Operation::Adjust,
+            r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":-25}}"#,
+        );
+        let first = apply_item(&mut view, &absolute).unwrap();
+        let second = apply_item(&mut view, &relative).unwrap();
+        assert_eq!(first.data.unwrap()["adjustment"], 25);
+        assert_eq!(
+            (second.data.as_ref().unwrap()["previous_quantity"].clone(), second.data.unwrap()["new_quantity"].clone()),
+            (json!(150), json!(125))
+        );
+        let count = parse(Operation::CycleCount, r#"{"sku":"A","data":{"counted_quantity":120}}"#);
+        assert_eq!(apply_item(&mut view, &count).unwrap().data.unwrap()["variance"], -5);
+    }
+
+    #[test]
+    fn undo_restores_the_view_and_what_counts_as_changed() {
+        let mut view = view_with(&[("W1", "A", 5)]);
+        let plus = parse(Operation::Adjust, r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":1,"location":"W1"}}"#);
+        apply_item(&mut view, &plus).unwrap();
+        let mark = view.mark();
+        apply_item(&mut view, &plus).unwrap();
+        let other = parse(Operation::Adjust, r#"{"sku":"B","data":{"adjustment_type":"relative","quantity":3,"location":"W1"}}"#);
+        apply_item(&mut view, &other).unwrap();
+        view.undo_to(mark);
+        assert_eq!(view.qty(&key("W1", "A")), 6);
+        assert!(view.position(&key("W1", "B")).is_none());
+        let (changed, _) = view.changes();
+        assert_eq!(changed.iter().map(|(k, s)| (k.1.as_str(), s.qty)).collect::<Vec<_>>(), vec![("A", 6)]);
+    }
+
+    #[test]
+    fn updates_need_an_item_and_imports_replace_it() {
+        let mut view = View::new(Vec::new(), Vec::new(), vec!["A".to_owned()], Vec::new(), Vec::new());
+        let update = parse(Operation::Update, r#"{"sku":"A","data":{"price":29.99}}"#);
+        let refused = apply_item(&mut view, &update).unwrap_err();
+        assert_eq!((refused.code, refused.message.as_str()), (404, "no inventory item A: import it first"));
+        let import = parse(
+            Operation::Import,
+            r#"{"sku":"A","data":{"name":"Widget","price":10,"quantity":7,"location_id":"W1"}}"#,
+        );
+        let imported = apply_item(&mut view, &import).unwrap();
+        assert_eq!(imported.data.unwrap()["created"], true);
+        let applied = apply_item(&mut view, &update).unwrap();
+        assert_eq!(applied.data.unwrap()["properties"], json!({"name": "Widget", "price": 29.99}));
+        let reimport = parse(Operation::Import, r#"{"sku":"A","data":{"category":"Tools","quantity":3,"location_id":"W1"}}"#);
+        let again = apply_item(&mut view, &reimport).unwrap();
+        assert_eq!(again.data.unwrap()["previous_quantity"], 7);
+        assert_eq!(Value::Object(view.item("A").unwrap().clone()), json!({"category": "Tools"}));
+    }
+
+    #[test]
+    fn a_fluent_upsert_keeps_what_the_record_leaves_out() {
+        let mut view = view_with(&[]);
+        let mut record = InventoryRecord {
+            retailer_id: "1".into(),
+            location_ref: "L".into(),
+            sku_ref: "S".into(),
+            qty: 10,
+            corrected_qty: Some(2),
+            reserved_qty: None,
+            inventory_id: None,
+            reference: Some("R1".into()),
+            inventory_type: DEFAULT_TYPE.into(),
+            status: Some("ACTIVE".into()),
+            attributes: None,
+        };
+        let created = upsert(&mut view, &record);
+        assert_eq!(created.message, CREATED);
+        assert_eq!(created.movements[0].previous, 0);
+        record.qty = 4;
+        record.corrected_qty = None;
+        record.status = None;
+        let updated = upsert(&mut view, &record);
+        assert_eq!(updated.message, UPDATED);
+        assert_eq!((updated.movements[0].previous, updated.movements[0].new), (10, 4));
+        let stock = view.position(&key("L", "S")).unwrap();
+        assert_eq!((stock.qty, stock.corrected_qty, stock.status.as_deref()), (4, Some(2), Some("ACTIVE")));
+    }
+}
