@@ -113,6 +113,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        name -> Text,
+        key_hash -> Text,
+        retailer_id -> Text,
+        permissions -> Text,
+        default_location -> Text,
+        revoked -> Integer,
+        created_on -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> retailers (retailer_id));
 diesel::joinable!(tokens -> users (user_id));
 diesel::joinable!(tokens -> oauth_clients (client_id));
@@ -126,4 +139,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_clients,
     tokens,
     login_failures,
+    api_keys,
 );
