@@ -2,13 +2,21 @@
 
 use super::permissions::Permission;
 
+/// The location of callers that have none configured (OAuth users).
+pub const DEFAULT_LOCATION: &str = "DEFAULT";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The user's id; for an API key, the key's id negated.
     pub user_id: i64,
+    /// The username; for an API key, `api-key:NAME`.
     pub username: String,
     /// The user's retailer; `None` for an account administrator over all retailers.
     pub retailer_id: Option<String>,
     pub permissions: Vec<Permission>,
+    /// Where requests that name no location apply: an API key's configured location,
+    /// [`DEFAULT_LOCATION`] for OAuth users.
+    pub default_location: String,
 }
 
 impl Principal {
@@ -36,6 +44,7 @@ mod tests {
             username: "u".into(),
             retailer_id: Some("197".into()),
             permissions: vec![Permission::JobView],
+            default_location: DEFAULT_LOCATION.into(),
         };
         assert!(p.sees("197") && !p.sees("198"));
         assert!(p.has(Permission::JobView) && !p.has(Permission::JobCreate));
