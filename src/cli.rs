@@ -1,6 +1,6 @@
 //! The command line: `stockbatch [serve] [flags]` runs the service; `stockbatch user|client|
-//! retailer ...` manage accounts. Every flag can also come from the environment variable
-//! named beside it.
+//! retailer|api-key ...` manage accounts. Every flag can also come from the environment
+//! variable named beside it.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api::BodyLimits;
 use crate::auth::accounts::{self, Bootstrap};
+use crate::auth::api_keys;
 use crate::auth::hasher::HasherConfig;
 use crate::auth::permissions::{format_list, parse_list};
-use crate::auth::TokenSettings;
+use crate::auth::{TokenSettings, DEFAULT_LOCATION};
 use crate::config::{Config, Role};
 use crate::db::{self, build_pool, run_migrations, DbConnection};
 use crate::executor::{ExecutorConfig, RetentionConfig};
@@ -55,6 +56,13 @@ enum Command {
         db: DbArgs,
         #[command(subcommand)]
         action: RetailerAction,
+    },
+    /// Manage API keys: `api-key create|list|revoke`.
+    ApiKey {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        action: ApiKeyAction,
     },
 }
 
@@ -123,6 +131,27 @@ enum RetailerAction {
     },
     /// List retailers.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyAction {
+    /// Create an API key of one retailer; the key is printed once.
+    Create {
+        name: String,
+        /// The retailer whose data the key works with.
+        #[arg(long)]
+        retailer: String,
+        /// Comma-separated: JOB_CREATE, JOB_VIEW, BATCH_CREATE, BATCH_VIEW, INVENTORY_VIEW, or ALL.
+        #[arg(long, default_value = "ALL")]
+        permissions: String,
+        /// Where the key's requests that name no location apply.
+        #[arg(long, default_value = DEFAULT_LOCATION)]
+        default_location: String,
+    },
+    /// List API keys (never the keys or their hashes).
+    List,
+    /// Stop a key from working; requests with it are refused at once.
+    Revoke { name: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -261,6 +290,7 @@ pub fn run() -> ExitCode {
         Some(Command::Retailer { db, action }) => {
             with_db(&db, |conn| manage_retailers(conn, action))
         }
+        Some(Command::ApiKey { db, action }) => with_db(&db, |conn| manage_api_keys(conn, action)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -412,6 +442,48 @@ fn manage_retailers(conn: &mut DbConnection, action: RetailerAction) -> anyhow::
             for retailer in db::accounts::list_retailers(conn)? {
                 println!("{:<16} {}", retailer.id, retailer.name);
             }
+        }
+    }
+    Ok(())
+}
+
+fn manage_api_keys(conn: &mut DbConnection, action: ApiKeyAction) -> anyhow::Result<()> {
+    match action {
+        ApiKeyAction::Create {
+            name,
+            retailer,
+            permissions,
+            default_location,
+        } => {
+            let permissions = parse_list(&permissions).map_err(anyhow::Error::msg)?;
+            let key =
+                api_keys::create_api_key(conn, &name, &retailer, &permissions, &default_location)?;
+            println!(
+                "created API key {name} (retailer {retailer}, default location {default_location}) \
+                 with {}; the key, shown only this once:\n{key}",
+                format_list(&permissions)
+            );
+        }
+        ApiKeyAction::List => {
+            println!(
+                "{:<24} {:<12} {:<16} {:<8} permissions",
+                "name", "retailer", "default location", "status"
+            );
+            for key in api_keys::list_api_keys(conn)? {
+                let status = if key.revoked == 0 {
+                    "active"
+                } else {
+                    "revoked"
+                };
+                println!(
+                    "{:<24} {:<12} {:<16} {:<8} {}",
+                    key.name, key.retailer_id, key.default_location, status, key.permissions
+                );
+            }
+        }
+        ApiKeyAction::Revoke { name } => {
+            api_keys::revoke_api_key(conn, &name)?;
+            println!("API key {name} revoked");
         }
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! The bearer-token check every API route makes: the `Principal` extractor.
+//! The bearer-token check every API route makes: the `Principal` extractor. The token is
+//! an OAuth access token or an API key (`sbk_...`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,8 +13,7 @@ use super::error::ApiError;
 use super::support::{with_conn, AppState};
 use crate::auth::permissions::parse_list;
 use crate::auth::secrets::token_hash;
-use crate::auth::principal::DEFAULT_LOCATION;
-use crate::auth::{Permission, Principal};
+use crate::auth::{api_keys, Permission, Principal, DEFAULT_LOCATION};
 use crate::db::tokens;
 
 impl FromRequest for Principal {
@@ -24,25 +24,29 @@ impl FromRequest for Principal {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(req);
         Box::pin(async move {
-            let hash = token_hash(&token?);
+            let token = token?;
             let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
-            let owner = with_conn(&state.pool, move |conn| {
-                Ok(tokens::find_access_token_owner(
+            with_conn(&state.pool, move |conn| {
+                if api_keys::is_api_key(&token) {
+                    return Ok(api_keys::authenticate(conn, &token)?);
+                }
+                let owner = tokens::find_access_token_owner(
                     conn,
-                    &hash,
+                    &token_hash(&token),
                     Utc::now().naive_utc(),
-                )?)
+                )?;
+                Ok(owner.map(|owner| Principal {
+                    user_id: owner.user_id,
+                    username: owner.username,
+                    retailer_id: owner.retailer_id,
+                    permissions: parse_list(&owner.permissions).unwrap_or_default(),
+                    default_location: DEFAULT_LOCATION.to_owned(),
+                }))
             })
             .await?
+            // A wrong or revoked API key answers exactly as a wrong token does.
             .ok_or_else(|| {
                 ApiError::Unauthorized("the access token is invalid or has expired".to_owned())
-            })?;
-            Ok(Principal {
-                user_id: owner.user_id,
-                username: owner.username,
-                retailer_id: owner.retailer_id,
-                permissions: parse_list(&owner.permissions).unwrap_or_default(),
-                default_location: DEFAULT_LOCATION.to_owned(),
             })
         })
     }

@@ -14,7 +14,8 @@ use crate::db::{accounts, DbConnection};
 pub const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_NAME_CHARS: usize = 255;
 
-fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
+/// Names (usernames, client ids, retailer and key names) are 1 to 255 characters.
+pub(super) fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
     if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
         bail!("{kind} must be 1 to {MAX_NAME_CHARS} characters");
     }
@@ -88,7 +89,8 @@ pub fn create_retailer(
     Ok(())
 }
 
-fn exists_or(e: DieselError, kind: &str, name: &str) -> anyhow::Error {
+/// "KIND NAME already exists" for a unique violation, else the error with its context.
+pub(super) fn exists_or(e: DieselError, kind: &str, name: &str) -> anyhow::Error {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
             anyhow::anyhow!("{kind} {name} already exists")

@@ -1,7 +1,8 @@
-//! Authentication and authorisation: OAuth grants, tokens, permissions, accounts.
+//! Authentication and authorisation: OAuth grants, tokens, API keys, permissions, accounts.
 //! No HTTP here: `api/oauth.rs` and `api/principal.rs` are the edge.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod grants;
 pub mod hasher;
 pub mod permissions;
@@ -10,4 +11,4 @@ pub mod secrets;
 
 pub use grants::{GrantError, TokenResponse, TokenSettings};
 pub use permissions::Permission;
-pub use principal::Principal;
+pub use principal::{Principal, DEFAULT_LOCATION};

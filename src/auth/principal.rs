@@ -2,19 +2,22 @@
 
 use super::permissions::Permission;
 
+/// The location of callers that have none configured (OAuth users).
+pub const DEFAULT_LOCATION: &str = "DEFAULT";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The user's id; for an API key, the key's id negated.
     pub user_id: i64,
+    /// The username; for an API key, `api-key:NAME`.
     pub username: String,
     /// The user's retailer; `None` for an account administrator over all retailers.
     pub retailer_id: Option<String>,
     pub permissions: Vec<Permission>,
-    /// Where StateSet items that name no location act.
+    /// Where requests that name no location apply: an API key's configured location,
+    /// [`DEFAULT_LOCATION`] for OAuth users.
     pub default_location: String,
 }
-
-/// The default location of callers that configure none.
-pub const DEFAULT_LOCATION: &str = "DEFAULT";
 
 impl Principal {
     pub fn has(&self, permission: Permission) -> bool {

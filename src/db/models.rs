@@ -202,3 +202,28 @@ pub struct TokenOwner {
     pub retailer_id: Option<String>,
     pub permissions: String,
 }
+
+/// An API key as it is shown and checked: everything but its hash.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::api_keys)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    pub retailer_id: String,
+    pub permissions: String,
+    pub default_location: String,
+    pub revoked: i32,
+    pub created_on: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = super::schema::api_keys)]
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub key_hash: &'a str,
+    pub retailer_id: &'a str,
+    pub permissions: &'a str,
+    pub default_location: &'a str,
+    pub revoked: i32,
+    pub created_on: NaiveDateTime,
+}
