@@ -176,6 +176,16 @@ fn executor_workers(backend: Backend, requested: usize) -> usize {
     }
 }
 
+/// Hands memory freed after a large batch back to the system: glibc keeps freed small
+/// blocks in its heaps until told to trim them.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Makes every allocation of 1 MiB or more its own mapping, returned to the system when
 /// freed. glibc otherwise raises that threshold after large frees, and then keeps the
 /// memory of a burst of large request bodies or password hashes for the life of the process.

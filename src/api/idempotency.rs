@@ -12,14 +12,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::Connection;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::support::{with_conn, AppState};
 use crate::auth::Principal;
 use crate::db::idempotency::{find_answer, save_answer, StoredAnswer};
-use crate::db::DbConnection;
+use crate::db::{write_transaction, DbConnection};
 
 pub const HEADER: &str = "Idempotency-Key";
 const MAX_KEY_BYTES: usize = 255;
@@ -130,7 +129,7 @@ where
     let retry_key = key.clone();
     let first = with_conn(&state.pool, move |conn| {
         let done = gate.api(|| {
-            conn.transaction::<_, Rollback, _>(|conn| {
+            write_transaction::<_, Rollback, _>(conn, |conn| {
                 if let Some(key) = &key {
                     if let Some(answer) = prior(conn, key, ttl)? {
                         return Ok(Answer::Replayed(answer));

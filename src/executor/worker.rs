@@ -20,6 +20,9 @@ use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
 use crate::db::{batches, DbConnection, DbPool, WriteGate};
 
+/// Batches larger than this give the memory they used back to the system once applied.
+const LARGE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     /// How often an idle executor looks at the queue without being woken.
@@ -121,6 +124,9 @@ impl Executor {
         });
         // A panic may have left the connection inside a transaction: the pool drops it.
         drop(conn);
+        if batch.entities.as_ref().is_some_and(|e| e.len() > LARGE_BATCH_BYTES) {
+            crate::startup::release_free_memory();
+        }
         let failure = match outcome {
             Ok(Ok(ApplyOutcome::Completed(summary))) => {
                 self.completions.notify();
