@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::BodyLimits;
+use crate::api::{ApiSettings, BodyLimits};
 use crate::auth::accounts::{self, Bootstrap};
 use crate::auth::api_keys;
 use crate::auth::hasher::HasherConfig;
@@ -183,6 +183,16 @@ pub struct ServeArgs {
     /// Logins that may wait for a checking thread; past it a login gets 503.
     #[arg(long, env = "STOCKBATCH_LOGIN_QUEUE", default_value_t = 32)]
     login_queue: usize,
+    /// Seconds an Idempotency-Key's answer is kept.
+    #[arg(
+        long,
+        env = "STOCKBATCH_IDEMPOTENCY_TTL_SECS",
+        default_value_t = 86_400
+    )]
+    idempotency_ttl_secs: u64,
+    /// Milliseconds a StateSet batch POST waits for its results before answering 202.
+    #[arg(long, env = "STOCKBATCH_STATESET_WAIT_MS", default_value_t = 5000)]
+    stateset_wait_ms: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "STOCKBATCH_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
@@ -239,6 +249,10 @@ impl ServeArgs {
                 in_flight_bytes: self.max_body_bytes_in_flight.max(self.max_body_bytes),
                 timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
             },
+            api: ApiSettings {
+                idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs.max(1)),
+                stateset_wait: Duration::from_millis(self.stateset_wait_ms),
+            },
             hasher: HasherConfig {
                 threads: match self.login_threads {
                     0 => HasherConfig::default().threads,
@@ -259,6 +273,7 @@ impl ServeArgs {
             retention: RetentionConfig {
                 keep: Duration::from_secs(self.retention_days * 24 * 3600),
                 interval: Duration::from_secs(self.prune_interval_secs.max(1)),
+                idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs.max(1)),
                 ..RetentionConfig::default()
             },
             tokens: TokenSettings {

@@ -53,7 +53,10 @@ pub fn request_key(
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    if key.is_empty()
+        || key.len() > MAX_KEY_BYTES
+        || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
         return Err(invalid());
     }
     let mut digest = Sha256::new();
@@ -182,7 +185,12 @@ fn prior(
     key: &RequestKey,
     ttl: Duration,
 ) -> Result<Option<Made>, ApiError> {
-    let Some(stored) = find_answer(conn, &key.scope, &key.key, since(ttl, Utc::now().naive_utc()))?
+    let Some(stored) = find_answer(
+        conn,
+        &key.scope,
+        &key.key,
+        since(ttl, Utc::now().naive_utc()),
+    )?
     else {
         return Ok(None);
     };

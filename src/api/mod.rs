@@ -55,7 +55,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/v4.1/job").route(web::post().to(fluent::jobs::create_job)))
     .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(fluent::jobs::get_job)))
     .service(
-        resource("/api/v4.1/job/{jobId}/batch").route(web::post().to(fluent::batches::create_batch)),
+        resource("/api/v4.1/job/{jobId}/batch")
+            .route(web::post().to(fluent::batches::create_batch)),
     )
     .service(
         resource("/api/v4.1/job/{jobId}/batch/{batchId}")

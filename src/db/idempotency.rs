@@ -29,7 +29,12 @@ pub fn find_answer(
     keys::table
         .find((scope, key))
         .filter(keys::created_on.ge(since))
-        .select((keys::fingerprint, keys::status, keys::response, keys::batch_id))
+        .select((
+            keys::fingerprint,
+            keys::status,
+            keys::response,
+            keys::batch_id,
+        ))
         .first(conn)
         .optional()
 }
@@ -44,8 +49,12 @@ pub fn save_answer(
     since: NaiveDateTime,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    diesel::delete(keys::table.find((scope, key)).filter(keys::created_on.lt(since)))
-        .execute(conn)?;
+    diesel::delete(
+        keys::table
+            .find((scope, key))
+            .filter(keys::created_on.lt(since)),
+    )
+    .execute(conn)?;
     diesel::insert_into(keys::table)
         .values((
             keys::scope.eq(scope),

@@ -206,13 +206,41 @@ pub fn insert_positions(
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.corrected_qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.reserved_qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.inventory_id.as_deref()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.reference.as_deref()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.stock.inventory_type.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.status.as_deref()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.attributes.as_deref()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(
+            rows.iter()
+                .map(|r| r.stock.corrected_qty)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(
+            rows.iter()
+                .map(|r| r.stock.reserved_qty)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.stock.inventory_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.stock.reference.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|r| r.stock.inventory_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.stock.status.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.stock.attributes.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Timestamp, _>(now)
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
         .load(c)?,
@@ -259,15 +287,47 @@ pub fn update_positions(
                  $7::text[], $8::text[], $9::text[], $10::int8[]) \
                  AS u(id, q, cq, rq, ii, rf, it, st, at, v) WHERE p.id = u.id"
             ))
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.id.unwrap_or(0)).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                rows.iter()
+                    .map(|r| r.stock.id.unwrap_or(0))
+                    .collect::<Vec<_>>(),
+            )
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.corrected_qty).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.stock.reserved_qty).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.inventory_id.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.reference.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.stock.inventory_type.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.status.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.stock.attributes.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.corrected_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.reserved_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.inventory_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.reference.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.stock.inventory_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.status.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.attributes.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
             .bind::<Timestamp, _>(now)
             .execute(c)?;

@@ -72,7 +72,9 @@ pub fn insert_results(
             )
             .bind::<Array<Integer>, _>(rows.iter().map(|r| r.response_code).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.data.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter().map(|r| r.data.as_deref()).collect::<Vec<_>>(),
+            )
             .execute(c)?;
             Ok(())
         }

@@ -109,8 +109,15 @@ mod tests {
         let draft = parse_create_batch(body).unwrap();
         assert_eq!(draft.record_count, 1);
         let key_box = draft.key_box("197").unwrap();
-        assert_eq!((key_box.sku_min.as_str(), key_box.loc_max.as_str()), ("29SPM0020X96-1-8", "158"));
-        assert_eq!(draft.key_box("198"), None, "records of another retailer touch nothing");
+        assert_eq!(
+            (key_box.sku_min.as_str(), key_box.loc_max.as_str()),
+            ("29SPM0020X96-1-8", "158")
+        );
+        assert_eq!(
+            draft.key_box("198"),
+            None,
+            "records of another retailer touch nothing"
+        );
         assert!(draft.entities.starts_with('[') && draft.entities.contains("29SPM0020X96-1-8"));
     }
 

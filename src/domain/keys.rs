@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn boxes_bound_their_keys_and_meet_only_when_they_may_share_one() {
         let a = KeyBox::of([("L01", "SKU-0001"), ("L20", "SKU-0250")]).unwrap();
-        assert_eq!((a.sku_min.as_str(), a.sku_max.as_str()), ("SKU-0001", "SKU-0250"));
+        assert_eq!(
+            (a.sku_min.as_str(), a.sku_max.as_str()),
+            ("SKU-0001", "SKU-0250")
+        );
         assert_eq!((a.loc_min.as_str(), a.loc_max.as_str()), ("L01", "L20"));
         // The next chunk of a SKU-sorted feed: disjoint SKUs.
         let b = KeyBox::of([("L01", "SKU-0251"), ("L20", "SKU-0500")]).unwrap();
@@ -74,9 +77,11 @@ mod tests {
         // Item properties sort below every location.
         let item = KeyBox::of([(ITEM_LOCATION, "SKU-0100")]).unwrap();
         assert!(!a.meets(&item));
-        assert!(KeyBox::of([(ITEM_LOCATION, "SKU-0100"), ("L05", "SKU-0100")])
-            .unwrap()
-            .meets(&a));
+        assert!(
+            KeyBox::of([(ITEM_LOCATION, "SKU-0100"), ("L05", "SKU-0100")])
+                .unwrap()
+                .meets(&a)
+        );
         assert_eq!(KeyBox::of([]), None);
     }
 }

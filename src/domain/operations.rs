@@ -146,8 +146,12 @@ impl View {
 
     fn set_item(&mut self, sku: &str, properties: Map<String, Value>) {
         let was_changed = !self.changed_items.insert(sku.to_owned());
-        let before = self.items.insert(sku.to_owned(), Some(properties)).flatten();
-        self.undo.push(Undo::Item(sku.to_owned(), before, was_changed));
+        let before = self
+            .items
+            .insert(sku.to_owned(), Some(properties))
+            .flatten();
+        self.undo
+            .push(Undo::Item(sku.to_owned(), before, was_changed));
     }
 
     /// Records the id a new position was stored under.
@@ -326,7 +330,8 @@ pub fn apply_item(view: &mut View, item: &Item) -> Result<Applied, Refusal> {
             })
         }
         Op::Update { properties } => {
-            let exists = view.item(&item.sku).is_some() || view.skus_with_positions.contains(&item.sku);
+            let exists =
+                view.item(&item.sku).is_some() || view.skus_with_positions.contains(&item.sku);
             if !exists {
                 return Err(Refusal {
                     code: CODE_NOT_FOUND,
@@ -361,7 +366,13 @@ pub fn apply_item(view: &mut View, item: &Item) -> Result<Applied, Refusal> {
                     "new_quantity": quantity,
                     "created": created,
                 })),
-                movements: vec![movement(&key, "import", previous, *quantity, &Note::default())],
+                movements: vec![movement(
+                    &key,
+                    "import",
+                    previous,
+                    *quantity,
+                    &Note::default(),
+                )],
                 position: Some(key),
             })
         }
@@ -387,12 +398,21 @@ fn after_change(qty: i64, change: i64) -> Result<i64, Refusal> {
 }
 
 fn set_qty(view: &mut View, key: &PositionKey, qty: i64) {
-    let mut stock = view.position(key).cloned().unwrap_or_else(|| Stock::new(qty));
+    let mut stock = view
+        .position(key)
+        .cloned()
+        .unwrap_or_else(|| Stock::new(qty));
     stock.qty = qty;
     view.set_position(key.clone(), stock);
 }
 
-fn movement(key: &PositionKey, operation: &'static str, previous: i64, new: i64, note: &Note) -> Movement {
+fn movement(
+    key: &PositionKey,
+    operation: &'static str,
+    previous: i64,
+    new: i64,
+    note: &Note,
+) -> Movement {
     Movement {
         key: key.clone(),
         operation,
@@ -402,7 +422,6 @@ fn movement(key: &PositionKey, operation: &'static str, previous: i64, new: i64,
         reference: note.reference.clone(),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -436,7 +455,10 @@ mod tests {
             r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":-25,"location":"W1"}}"#,
         );
         let refused = apply_item(&mut view, &minus_25).unwrap_err();
-        assert_eq!(refused.message, "insufficient stock: 12 on hand, 25 requested");
+        assert_eq!(
+            refused.message,
+            "insufficient stock: 12 on hand, 25 requested"
+        );
         assert_eq!(refused.code, CODE_CONFLICT);
         let transfer = parse(
             Operation::Transfer,
@@ -463,7 +485,11 @@ mod tests {
                    "from": {"location": "W1", "previous_quantity": 100, "new_quantity": 60},
                    "to": {"location": "W2", "previous_quantity": 0, "new_quantity": 40}})
         );
-        let moves: Vec<_> = applied.movements.iter().map(|m| (m.key.0.as_str(), m.previous, m.new)).collect();
+        let moves: Vec<_> = applied
+            .movements
+            .iter()
+            .map(|m| (m.key.0.as_str(), m.previous, m.new))
+            .collect();
         assert_eq!(moves, vec![("W1", 100, 60), ("W2", 0, 40)]);
         assert_eq!(applied.movements[0].reason.as_deref(), Some("rebalance"));
         let (changed, _) = view.changes();
@@ -487,35 +513,65 @@ mod tests {
         let second = apply_item(&mut view, &relative).unwrap();
         assert_eq!(first.data.unwrap()["adjustment"], 25);
         assert_eq!(
-            (second.data.as_ref().unwrap()["previous_quantity"].clone(), second.data.unwrap()["new_quantity"].clone()),
+            (
+                second.data.as_ref().unwrap()["previous_quantity"].clone(),
+                second.data.unwrap()["new_quantity"].clone()
+            ),
             (json!(150), json!(125))
         );
-        let count = parse(Operation::CycleCount, r#"{"sku":"A","data":{"counted_quantity":120}}"#);
-        assert_eq!(apply_item(&mut view, &count).unwrap().data.unwrap()["variance"], -5);
+        let count = parse(
+            Operation::CycleCount,
+            r#"{"sku":"A","data":{"counted_quantity":120}}"#,
+        );
+        assert_eq!(
+            apply_item(&mut view, &count).unwrap().data.unwrap()["variance"],
+            -5
+        );
     }
 
     #[test]
     fn undo_restores_the_view_and_what_counts_as_changed() {
         let mut view = view_with(&[("W1", "A", 5)]);
-        let plus = parse(Operation::Adjust, r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":1,"location":"W1"}}"#);
+        let plus = parse(
+            Operation::Adjust,
+            r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":1,"location":"W1"}}"#,
+        );
         apply_item(&mut view, &plus).unwrap();
         let mark = view.mark();
         apply_item(&mut view, &plus).unwrap();
-        let other = parse(Operation::Adjust, r#"{"sku":"B","data":{"adjustment_type":"relative","quantity":3,"location":"W1"}}"#);
+        let other = parse(
+            Operation::Adjust,
+            r#"{"sku":"B","data":{"adjustment_type":"relative","quantity":3,"location":"W1"}}"#,
+        );
         apply_item(&mut view, &other).unwrap();
         view.undo_to(mark);
         assert_eq!(view.qty(&key("W1", "A")), 6);
         assert!(view.position(&key("W1", "B")).is_none());
         let (changed, _) = view.changes();
-        assert_eq!(changed.iter().map(|(k, s)| (k.1.as_str(), s.qty)).collect::<Vec<_>>(), vec![("A", 6)]);
+        assert_eq!(
+            changed
+                .iter()
+                .map(|(k, s)| (k.1.as_str(), s.qty))
+                .collect::<Vec<_>>(),
+            vec![("A", 6)]
+        );
     }
 
     #[test]
     fn updates_need_an_item_and_imports_replace_it() {
-        let mut view = View::new(Vec::new(), Vec::new(), vec!["A".to_owned()], Vec::new(), Vec::new());
+        let mut view = View::new(
+            Vec::new(),
+            Vec::new(),
+            vec!["A".to_owned()],
+            Vec::new(),
+            Vec::new(),
+        );
         let update = parse(Operation::Update, r#"{"sku":"A","data":{"price":29.99}}"#);
         let refused = apply_item(&mut view, &update).unwrap_err();
-        assert_eq!((refused.code, refused.message.as_str()), (404, "no inventory item A: import it first"));
+        assert_eq!(
+            (refused.code, refused.message.as_str()),
+            (404, "no inventory item A: import it first")
+        );
         let import = parse(
             Operation::Import,
             r#"{"sku":"A","data":{"name":"Widget","price":10,"quantity":7,"location_id":"W1"}}"#,
@@ -523,11 +579,20 @@ mod tests {
         let imported = apply_item(&mut view, &import).unwrap();
         assert_eq!(imported.data.unwrap()["created"], true);
         let applied = apply_item(&mut view, &update).unwrap();
-        assert_eq!(applied.data.unwrap()["properties"], json!({"name": "Widget", "price": 29.99}));
-        let reimport = parse(Operation::Import, r#"{"sku":"A","data":{"category":"Tools","quantity":3,"location_id":"W1"}}"#);
+        assert_eq!(
+            applied.data.unwrap()["properties"],
+            json!({"name": "Widget", "price": 29.99})
+        );
+        let reimport = parse(
+            Operation::Import,
+            r#"{"sku":"A","data":{"category":"Tools","quantity":3,"location_id":"W1"}}"#,
+        );
         let again = apply_item(&mut view, &reimport).unwrap();
         assert_eq!(again.data.unwrap()["previous_quantity"], 7);
-        assert_eq!(Value::Object(view.item("A").unwrap().clone()), json!({"category": "Tools"}));
+        assert_eq!(
+            Value::Object(view.item("A").unwrap().clone()),
+            json!({"category": "Tools"})
+        );
     }
 
     #[test]
@@ -554,8 +619,14 @@ mod tests {
         record.status = None;
         let updated = upsert(&mut view, &record);
         assert_eq!(updated.message, UPDATED);
-        assert_eq!((updated.movements[0].previous, updated.movements[0].new), (10, 4));
+        assert_eq!(
+            (updated.movements[0].previous, updated.movements[0].new),
+            (10, 4)
+        );
         let stock = view.position(&key("L", "S")).unwrap();
-        assert_eq!((stock.qty, stock.corrected_qty, stock.status.as_deref()), (4, Some(2), Some("ACTIVE")));
+        assert_eq!(
+            (stock.qty, stock.corrected_qty, stock.status.as_deref()),
+            (4, Some(2), Some("ACTIVE"))
+        );
     }
 }

@@ -144,7 +144,10 @@ pub fn parse_batch_request(
     }
 }
 
-fn check_items<'a>(raw: Option<&'a RawValue>, errors: &mut Vec<String>) -> Option<Vec<&'a RawValue>> {
+fn check_items<'a>(
+    raw: Option<&'a RawValue>,
+    errors: &mut Vec<String>,
+) -> Option<Vec<&'a RawValue>> {
     let Some(raw) = raw else {
         errors.push("'items' is required".to_owned());
         return None;
@@ -165,13 +168,14 @@ fn check_items<'a>(raw: Option<&'a RawValue>, errors: &mut Vec<String>) -> Optio
         match parse_object::<ItemWire>(item.get().as_bytes()) {
             Err(e) => errors.push(format!("items[{i}] is {e}")),
             Ok(wire) => {
-                if let Err(e) = wire.sku.as_ref().map_or(
-                    Err("'sku' is required".to_owned()),
-                    |sku| match sku {
-                        Scalar::Str(_) => required_key("sku", Some(sku)),
-                        _ => Err("'sku' must be a string".to_owned()),
-                    },
-                ) {
+                if let Err(e) =
+                    wire.sku
+                        .as_ref()
+                        .map_or(Err("'sku' is required".to_owned()), |sku| match sku {
+                            Scalar::Str(_) => required_key("sku", Some(sku)),
+                            _ => Err("'sku' must be a string".to_owned()),
+                        })
+                {
                     errors.push(format!("items[{i}]: {e}"));
                 }
                 match wire.data {
@@ -291,7 +295,11 @@ impl Item {
 const LOCATION_KEYS: [&str; 2] = ["location", "location_id"];
 
 /// Parses one item of a request that passed [`parse_batch_request`].
-pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) -> Result<Item, String> {
+pub fn parse_item(
+    operation: Operation,
+    raw: &RawValue,
+    default_location: &str,
+) -> Result<Item, String> {
     let wire: ItemWire = parse_object(raw.get().as_bytes())?;
     let sku = wire
         .sku
@@ -325,7 +333,8 @@ pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) 
             })
             .transpose()
     };
-    let required_integer = |name: &str| integer(name)?.ok_or_else(|| format!("'{name}' is required"));
+    let required_integer =
+        |name: &str| integer(name)?.ok_or_else(|| format!("'{name}' is required"));
     let note = || -> Result<Note, String> {
         Ok(Note {
             reason: optional_text("reason", scalar("reason").as_ref(), MAX_TEXT_CHARS)?,
@@ -338,7 +347,9 @@ pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) 
                 Some("absolute") => true,
                 Some("relative") => false,
                 Some(_) => return Err("'adjustment_type' must be absolute or relative".to_owned()),
-                None => return Err("'adjustment_type' is required: absolute or relative".to_owned()),
+                None => {
+                    return Err("'adjustment_type' is required: absolute or relative".to_owned())
+                }
             };
             let quantity = required_integer("quantity")?;
             if absolute && quantity < 0 {
@@ -371,8 +382,9 @@ pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) 
         Operation::CycleCount => {
             let counted = match integer("counted_quantity")? {
                 Some(n) => n,
-                None => integer("quantity")?
-                    .ok_or("'counted_quantity' (or 'quantity') is required")?,
+                None => {
+                    integer("quantity")?.ok_or("'counted_quantity' (or 'quantity') is required")?
+                }
             };
             if counted < 0 {
                 return Err("the counted quantity must not be negative".to_owned());
@@ -385,9 +397,7 @@ pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) 
         }
         Operation::Update => {
             if data.contains_key("quantity") {
-                return Err(
-                    "update changes item properties, not quantities: use adjust".to_owned(),
-                );
+                return Err("update changes item properties, not quantities: use adjust".to_owned());
             }
             let properties = properties_of(&data);
             if properties.is_empty() {
@@ -415,7 +425,10 @@ pub fn parse_item(operation: Operation, raw: &RawValue, default_location: &str) 
 /// The `sku` of an item, however wrong its `data` (for the item's result).
 pub fn item_sku(raw: &RawValue) -> Option<String> {
     let wire: ItemWire = parse_object(raw.get().as_bytes()).ok()?;
-    wire.sku.as_ref().and_then(Scalar::as_str).map(str::to_owned)
+    wire.sku
+        .as_ref()
+        .and_then(Scalar::as_str)
+        .map(str::to_owned)
 }
 
 fn properties_of(data: &Map<String, Value>) -> Map<String, Value> {
@@ -463,8 +476,14 @@ mod tests {
         assert_eq!(draft.item_count, 2);
         assert!(draft.options.continue_on_error && !draft.options.validate_only);
         let key_box = draft.key_box.unwrap();
-        assert_eq!((key_box.sku_min.as_str(), key_box.sku_max.as_str()), ("GADGET-002", "WIDGET-001"));
-        assert_eq!((key_box.loc_min.as_str(), key_box.loc_max.as_str()), ("DEFAULT", "DEFAULT"));
+        assert_eq!(
+            (key_box.sku_min.as_str(), key_box.sku_max.as_str()),
+            ("GADGET-002", "WIDGET-001")
+        );
+        assert_eq!(
+            (key_box.loc_min.as_str(), key_box.loc_max.as_str()),
+            ("DEFAULT", "DEFAULT")
+        );
     }
 
     #[test]
@@ -488,7 +507,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            errors(r#"{"operation": "adjust", "items": [{"sku": "A", "data": {}}], "options": {"notification_email": "not-an-email", "validate_only": "yes"}}"#),
+            errors(
+                r#"{"operation": "adjust", "items": [{"sku": "A", "data": {}}], "options": {"notification_email": "not-an-email", "validate_only": "yes"}}"#
+            ),
             vec![
                 "'options.validate_only' must be true or false",
                 "'options.notification_email' must be an email address",
@@ -498,9 +519,15 @@ mod tests {
             r#"{{"operation":"update","items":[{}]}}"#,
             vec![r#"{"sku":"A","data":{"x":1}}"#; 1001].join(",")
         );
-        assert_eq!(errors(&many), vec!["'items' must hold 1 to 1000 items, not 1001"]);
+        assert_eq!(
+            errors(&many),
+            vec!["'items' must hold 1 to 1000 items, not 1001"]
+        );
         assert_eq!(errors("[]"), vec!["the request body is not a JSON object"]);
-        assert_eq!(errors(r#"{"operation":"adjust","items":{}}"#), vec!["'items' must be an array"]);
+        assert_eq!(
+            errors(r#"{"operation":"adjust","items":{}}"#),
+            vec!["'items' must be an array"]
+        );
     }
 
     #[test]
@@ -510,23 +537,35 @@ mod tests {
             "'adjustment_type' is required: absolute or relative"
         );
         assert_eq!(
-            item(Operation::Adjust, r#"{"sku":"A","data":{"adjustment_type":"absolute","quantity":-1}}"#)
-                .unwrap_err(),
+            item(
+                Operation::Adjust,
+                r#"{"sku":"A","data":{"adjustment_type":"absolute","quantity":-1}}"#
+            )
+            .unwrap_err(),
             "'quantity' must not be negative for an absolute adjustment"
         );
         assert_eq!(
-            item(Operation::Adjust, r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":1.5}}"#)
-                .unwrap_err(),
+            item(
+                Operation::Adjust,
+                r#"{"sku":"A","data":{"adjustment_type":"relative","quantity":1.5}}"#
+            )
+            .unwrap_err(),
             "'quantity' must be an integer"
         );
         assert_eq!(
-            item(Operation::Transfer, r#"{"sku":"A","data":{"from_location":"W1","to_location":"W1","quantity":5}}"#)
-                .unwrap_err(),
+            item(
+                Operation::Transfer,
+                r#"{"sku":"A","data":{"from_location":"W1","to_location":"W1","quantity":5}}"#
+            )
+            .unwrap_err(),
             "'from_location' and 'to_location' must differ"
         );
         assert_eq!(
-            item(Operation::Transfer, r#"{"sku":"A","data":{"from_location":"W1","to_location":"W2","quantity":0}}"#)
-                .unwrap_err(),
+            item(
+                Operation::Transfer,
+                r#"{"sku":"A","data":{"from_location":"W1","to_location":"W2","quantity":0}}"#
+            )
+            .unwrap_err(),
             "'quantity' must be more than 0"
         );
         assert_eq!(
@@ -559,22 +598,39 @@ mod tests {
                 },
             }
         );
-        let count = item(Operation::CycleCount, r#"{"sku":"A","data":{"quantity":7,"location_id":"W2"}}"#).unwrap();
+        let count = item(
+            Operation::CycleCount,
+            r#"{"sku":"A","data":{"quantity":7,"location_id":"W2"}}"#,
+        )
+        .unwrap();
         assert_eq!(count.keys(), vec![("W2", "A")]);
         let import = item(
             Operation::Import,
             r#"{"sku":"A","data":{"name":"Widget","quantity":10,"price":29.99,"location_id":"W1"}}"#,
         )
         .unwrap();
-        let Op::Import { location, quantity, properties } = &import.op else { panic!() };
+        let Op::Import {
+            location,
+            quantity,
+            properties,
+        } = &import.op
+        else {
+            panic!()
+        };
         assert_eq!((location.as_str(), *quantity), ("W1", 10));
-        assert_eq!(Value::Object(properties.clone()), serde_json::json!({"name":"Widget","price":29.99}));
+        assert_eq!(
+            Value::Object(properties.clone()),
+            serde_json::json!({"name":"Widget","price":29.99})
+        );
         assert_eq!(import.keys(), vec![(ITEM_LOCATION, "A"), ("W1", "A")]);
         let transfer = item(
             Operation::Transfer,
             r#"{"sku":"A","data":{"from_location":"warehouse_001","to_location":"warehouse_002","quantity":50}}"#,
         )
         .unwrap();
-        assert_eq!(transfer.keys(), vec![("warehouse_001", "A"), ("warehouse_002", "A")]);
+        assert_eq!(
+            transfer.keys(),
+            vec![("warehouse_001", "A"), ("warehouse_002", "A")]
+        );
     }
 }

@@ -226,16 +226,15 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
             .context("stored options are not valid")?;
         let checked = raw
             .iter()
-            .map(|r| match parse_item(operation, r, &options.default_location) {
-                Ok(item) => Checked::Item(item),
-                Err(message) => Checked::Invalid {
-                    refusal: Refusal {
-                        code: 400,
-                        message,
+            .map(
+                |r| match parse_item(operation, r, &options.default_location) {
+                    Ok(item) => Checked::Item(item),
+                    Err(message) => Checked::Invalid {
+                        refusal: Refusal { code: 400, message },
+                        entity_ref: item_sku(r),
                     },
-                    entity_ref: item_sku(r),
                 },
-            })
+            )
             .collect();
         (checked, options)
     };
@@ -309,7 +308,8 @@ fn apply_step(
 ) -> Result<Vec<NewResult>, TxError> {
     let mark = view.mark();
     let stopped = plan.stopped;
-    let outcomes: Vec<(usize, Outcome)> = step.iter().map(|&i| (i, decide(plan, view, i))).collect();
+    let outcomes: Vec<(usize, Outcome)> =
+        step.iter().map(|&i| (i, decide(plan, view, i))).collect();
     let written = conn.transaction(|conn| write(conn, plan, view, &outcomes));
     match written {
         Ok(rows) => {
@@ -353,7 +353,12 @@ fn isolate(
                     code: 400,
                     message: format!("the database cannot store this record: {e}"),
                 };
-                rows.push(result_row(plan, i, &Outcome::Refused(refusal.clone()), view));
+                rows.push(result_row(
+                    plan,
+                    i,
+                    &Outcome::Refused(refusal.clone()),
+                    view,
+                ));
                 if !plan.options.continue_on_error {
                     plan.stopped = true;
                 }
@@ -614,11 +619,15 @@ mod tests {
 
     #[test]
     fn only_data_errors_isolate_records() {
-        let unknown = |m: &str| DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(m.to_owned()));
+        let unknown = |m: &str| {
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(m.to_owned()))
+        };
         assert!(refused_for_its_data(&unknown(
             "index row size 3072 exceeds btree version 4 maximum 2704 for index \"x\""
         )));
-        assert!(!refused_for_its_data(&unknown("could not extend file: No space left on device")));
+        assert!(!refused_for_its_data(&unknown(
+            "could not extend file: No space left on device"
+        )));
         assert!(!refused_for_its_data(&DieselError::DatabaseError(
             DatabaseErrorKind::UniqueViolation,
             Box::new("duplicate key".to_owned())
@@ -709,7 +718,11 @@ mod tests {
             let mut rows = results::page_results(conn, batch_id, 0, 5000).unwrap();
             for row in &mut rows {
                 let sku = row.entity_ref.as_deref().and_then(|r| r.strip_suffix(":L"));
-                assert_eq!(row.entity_id, sku.and_then(|s| ids.get(s).copied()), "{row:?}");
+                assert_eq!(
+                    row.entity_id,
+                    sku.and_then(|s| ids.get(s).copied()),
+                    "{row:?}"
+                );
                 row.entity_id = None;
             }
             rows

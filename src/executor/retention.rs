@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{accounts, batches, jobs, tokens, DbPool, WriteGate};
+use crate::db::{accounts, batches, idempotency, jobs, tokens, DbPool, WriteGate};
 
 /// Failed-login counters untouched this long are forgotten (locks last at most 15 minutes).
 const LOGIN_FAILURES_KEPT: TimeDelta = TimeDelta::hours(1);
@@ -24,6 +24,8 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Batches deleted per statement (each with up to 5000 results).
     pub chunk: i64,
+    /// How long Idempotency-Key answers are kept.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -32,6 +34,7 @@ impl Default for RetentionConfig {
             keep: Duration::from_secs(7 * 24 * 3600),
             interval: Duration::from_secs(3600),
             chunk: 10,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct PruneReport {
     pub tokens: usize,
     /// Failed-login counters past [`LOGIN_FAILURES_KEPT`].
     pub login_failures: usize,
+    /// Idempotency-Key answers past their time.
+    pub idempotency_keys: usize,
 }
 
 /// Deletes everything past retention, one chunk per statement, so no statement holds
@@ -54,45 +59,58 @@ pub fn prune(
     config: &RetentionConfig,
     stopping: &AtomicBool,
 ) -> anyhow::Result<PruneReport> {
-    let cutoff =
-        Utc::now().naive_utc() - TimeDelta::from_std(config.keep).unwrap_or(TimeDelta::MAX);
-    let mut report = PruneReport::default();
-    loop {
-        let mut conn = pool.get().context("no database connection")?;
-        let deleted = gate.executor(|| {
-            batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk)
-        })?;
-        report.batches += deleted;
-        if deleted < config.chunk as usize || stopping.load(Ordering::SeqCst) {
-            break;
-        }
-    }
-    loop {
-        let mut conn = pool.get().context("no database connection")?;
-        let deleted = gate
-            .executor(|| jobs::delete_empty_jobs_before(&mut conn, cutoff, config.chunk * 100))?;
-        report.jobs += deleted;
-        if deleted < (config.chunk * 100) as usize || stopping.load(Ordering::SeqCst) {
-            break;
-        }
-    }
-    let mut conn = pool.get().context("no database connection")?;
     let now = Utc::now().naive_utc();
-    report.tokens = gate.executor(|| tokens::delete_expired_tokens(&mut conn, now))?;
+    let cutoff = now - TimeDelta::from_std(config.keep).unwrap_or(TimeDelta::MAX);
+    let rows = config.chunk * 100;
+    let keys_cutoff = now - TimeDelta::from_std(config.idempotency_ttl).unwrap_or(TimeDelta::MAX);
+    // A connection per statement, so none is held between chunks.
+    let conn = || pool.get().context("no database connection");
+    let batches = delete_in_chunks(config.chunk, stopping, || {
+        let mut conn = conn()?;
+        Ok(gate.executor(|| {
+            batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk)
+        })?)
+    })?;
+    let jobs = delete_in_chunks(rows, stopping, || {
+        let mut conn = conn()?;
+        Ok(gate.executor(|| jobs::delete_empty_jobs_before(&mut conn, cutoff, rows))?)
+    })?;
+    let tokens = gate.executor(|| {
+        tokens::delete_expired_tokens(&mut *conn()?, now).map_err(anyhow::Error::from)
+    })?;
+    let login_failures = delete_in_chunks(rows, stopping, || {
+        let mut conn = conn()?;
+        Ok(gate.executor(|| {
+            accounts::delete_login_failures_before(&mut conn, now - LOGIN_FAILURES_KEPT, rows)
+        })?)
+    })?;
+    let idempotency_keys = delete_in_chunks(rows, stopping, || {
+        let mut conn = conn()?;
+        Ok(gate.executor(|| idempotency::delete_answers_before(&mut conn, keys_cutoff, rows))?)
+    })?;
+    Ok(PruneReport {
+        batches,
+        jobs,
+        tokens,
+        login_failures,
+        idempotency_keys,
+    })
+}
+
+/// Runs a bounded delete until it deletes fewer than `chunk` rows; returns the total.
+fn delete_in_chunks(
+    chunk: i64,
+    stopping: &AtomicBool,
+    mut delete: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<usize> {
+    let mut total = 0;
     loop {
-        let deleted = gate.executor(|| {
-            accounts::delete_login_failures_before(
-                &mut conn,
-                now - LOGIN_FAILURES_KEPT,
-                config.chunk * 100,
-            )
-        })?;
-        report.login_failures += deleted;
-        if deleted < (config.chunk * 100) as usize || stopping.load(Ordering::SeqCst) {
-            break;
+        let deleted = delete()?;
+        total += deleted;
+        if deleted < chunk as usize || stopping.load(Ordering::SeqCst) {
+            return Ok(total);
         }
     }
-    Ok(report)
 }
 
 pub fn spawn_pruner(

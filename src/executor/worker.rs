@@ -124,7 +124,11 @@ impl Executor {
         });
         // A panic may have left the connection inside a transaction: the pool drops it.
         drop(conn);
-        if batch.entities.as_ref().is_some_and(|e| e.len() > LARGE_BATCH_BYTES) {
+        if batch
+            .entities
+            .as_ref()
+            .is_some_and(|e| e.len() > LARGE_BATCH_BYTES)
+        {
             crate::startup::release_free_memory();
         }
         let failure = match outcome {

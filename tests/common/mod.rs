@@ -207,6 +207,23 @@ impl TestApp {
         work(&mut conn)
     }
 
+    /// A client authenticated with a new API key of `retailer` (every permission), whose
+    /// StateSet items default to `location`.
+    pub fn api_key_client(&self, retailer: &str, location: &str) -> Client {
+        let name = format!("key-{retailer}-{location}-{}", rand_suffix());
+        let key = self.with_db(|conn| {
+            stockbatch::auth::api_keys::create_api_key(
+                conn,
+                &name,
+                retailer,
+                &Permission::ALL,
+                location,
+            )
+            .expect("create API key")
+        });
+        client_with_token(&key)
+    }
+
     /// A client logged in as `username` (whose password is [`USER_PASSWORD`]).
     pub fn client_as(&self, username: &str) -> Client {
         client_with_token(&login(&self.base, username, USER_PASSWORD))

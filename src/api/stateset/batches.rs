@@ -79,10 +79,12 @@ pub async fn create_batch(
     require_json(&req)?;
     let key = request_key(&req, &principal, &body)?;
     let default_location = principal.default_location.clone();
-    let (draft, body) = blocking(move || match parse_batch_request(&body, &default_location) {
-        Ok(draft) => Ok((draft, body)),
-        Err(errors) => Err(ApiError::BadRequest(errors)),
-    })
+    let (draft, body) = blocking(
+        move || match parse_batch_request(&body, &default_location) {
+            Ok(draft) => Ok((draft, body)),
+            Err(errors) => Err(ApiError::BadRequest(errors)),
+        },
+    )
     .await?;
     let answer = create_once(&state, key, move |conn| {
         let _body = body;
@@ -164,7 +166,11 @@ async fn wait_for(state: &AppState, principal: &Principal, id: i64) -> Result<Ba
     }
 }
 
-async fn load_view(state: &AppState, principal: &Principal, id: i64) -> Result<BatchView, ApiError> {
+async fn load_view(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<BatchView, ApiError> {
     let retailer = own_retailer(principal)?.to_owned();
     let (batch, rows) = with_conn(&state.pool, move |conn| {
         let batch = batches::find_batch_by_id(conn, id)?
