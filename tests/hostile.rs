@@ -785,3 +785,65 @@ fn a_silent_database_partition_answers_503_in_time_and_recovers_with_nothing_los
     );
     assert_eq!(stock, vec![10 * 10_000 + 7], "the last batch accepted wins");
 }
+
+#[test]
+fn a_record_the_database_refuses_fails_alone() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let service = Service::start(
+            "refusing",
+            db.url(),
+            "all",
+            &[("STOCKBATCH_FAULT_REFUSED_SKU", "POISON")],
+        );
+        let base = service.base();
+        let api = client_with_token(&login(&base, ADMIN, ADMIN_PASSWORD));
+        let (_, job) = read(
+            api.post(format!("{base}/api/v4.1/job"))
+                .json(&json!({"name": "refused", "retailerId": "1"}))
+                .send()
+                .unwrap(),
+        );
+        let job = job["id"].as_str().unwrap().to_owned();
+        let mut records: Vec<Value> = (0..100)
+            .map(|i| record("1", "L", &format!("SKU-{i}"), i))
+            .collect();
+        records.insert(50, record("1", "L", "POISON", 1));
+        let (status, batch) = read(
+            api.post(format!("{base}/api/v4.1/job/{job}/batch"))
+                .json(&json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": records}))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, StatusCode::OK, "{batch}");
+        let batch = batch["id"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let done = loop {
+            let (_, b) = read(
+                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=200"))
+                    .send()
+                    .unwrap(),
+            );
+            if b["status"] == "COMPLETE" {
+                break b;
+            }
+            assert!(Instant::now() < deadline, "{backend:?}: not done");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let results = done["results"].as_array().unwrap();
+        assert_eq!(results.len(), 101);
+        for (i, r) in results.iter().enumerate() {
+            let expected = if i == 50 { 400 } else { 200 };
+            assert_eq!(r["responseCode"], expected, "{backend:?} {i}: {r}");
+        }
+        assert!(results[50]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the database cannot store this record"));
+        assert_eq!(
+            numbers(db.url(), "SELECT COUNT(*) AS n FROM inventory_movements"),
+            vec![100],
+            "{backend:?}: the refused record moved nothing"
+        );
+    }
+}
