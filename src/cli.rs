@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::{ApiSettings, BodyLimits};
-use crate::auth::accounts::{self, Bootstrap};
+use crate::auth::accounts::{self, Bootstrap, ClientBinding};
 use crate::auth::api_keys;
 use crate::auth::hasher::HasherConfig;
 use crate::auth::permissions::{format_list, parse_list};
@@ -106,12 +106,19 @@ enum UserAction {
 
 #[derive(Subcommand, Debug)]
 enum ClientAction {
-    /// Create an OAuth client; its secret is printed once.
+    /// Create an OAuth client; its secret is printed once. With `--retailer` it may also
+    /// get tokens for itself (grant_type=client_credentials), acting for that retailer.
     Create {
         client_id: String,
         /// Use this secret instead of a generated one.
         #[arg(long, env = "STOCKBATCH_NEW_CLIENT_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Bind the client to this retailer for the client_credentials grant.
+        #[arg(long)]
+        retailer: Option<String>,
+        /// With `--retailer`: what its own tokens may do (comma-separated, or ALL).
+        #[arg(long, requires = "retailer", default_value = "ALL")]
+        permissions: String,
     },
     /// List clients (never their secrets).
     List,
@@ -193,6 +200,10 @@ pub struct ServeArgs {
     /// Milliseconds a StateSet batch POST waits for its results before answering 202.
     #[arg(long, env = "STOCKBATCH_STATESET_WAIT_MS", default_value_t = 5000)]
     stateset_wait_ms: u64,
+    /// Batch Pre-Processing: records that would change nothing are not written (a job's
+    /// `meta.preprocessing: "skip"` turns it off for that job; false, for every job).
+    #[arg(long, env = "STOCKBATCH_BATCH_PREPROCESSING", default_value_t = true, action = clap::ArgAction::Set)]
+    batch_preprocessing: bool,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "STOCKBATCH_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
@@ -252,6 +263,7 @@ impl ServeArgs {
             api: ApiSettings {
                 idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs.max(1)),
                 stateset_wait: Duration::from_millis(self.stateset_wait_ms),
+                batch_preprocessing: self.batch_preprocessing,
             },
             hasher: HasherConfig {
                 threads: match self.login_threads {
@@ -409,24 +421,50 @@ fn read_new_password(username: &str) -> anyhow::Result<String> {
 
 fn manage_clients(conn: &mut DbConnection, action: ClientAction) -> anyhow::Result<()> {
     match action {
-        ClientAction::Create { client_id, secret } => {
+        ClientAction::Create {
+            client_id,
+            secret,
+            retailer,
+            permissions,
+        } => {
             let given = secret.is_some();
-            let secret = accounts::create_client(conn, &client_id, secret.as_deref())?;
+            let permissions = parse_list(&permissions).map_err(anyhow::Error::msg)?;
+            let binding = retailer.as_deref().map(|retailer_id| ClientBinding {
+                retailer_id,
+                permissions: &permissions,
+            });
+            let secret = accounts::create_client(conn, &client_id, secret.as_deref(), binding)?;
+            let scope = retailer.map_or(String::new(), |r| {
+                format!(
+                    ", acting for retailer {r} with {}",
+                    format_list(&permissions)
+                )
+            });
             if given {
-                println!("created client {client_id}");
+                println!("created client {client_id}{scope}");
             } else {
-                println!("created client {client_id}; its secret, shown only this once:\n{secret}");
+                println!(
+                    "created client {client_id}{scope}; its secret, shown only this once:\n{secret}"
+                );
             }
         }
         ClientAction::List => {
-            println!("{:<32} status", "client_id");
+            println!(
+                "{:<32} {:<9} {:<12} permissions",
+                "client_id", "status", "retailer"
+            );
             for client in db::accounts::list_clients(conn)? {
                 let status = if client.disabled == 0 {
                     "enabled"
                 } else {
                     "disabled"
                 };
-                println!("{:<32} {status}", client.client_id);
+                println!(
+                    "{:<32} {status:<9} {:<12} {}",
+                    client.client_id,
+                    client.retailer_id.as_deref().unwrap_or("-"),
+                    client.permissions.as_deref().unwrap_or("-")
+                );
             }
         }
         ClientAction::Disable { client_id } => set_client(conn, &client_id, true)?,

@@ -276,7 +276,7 @@ fn bad_credentials_get_oauth_errors_that_do_not_reveal_users() {
             json!({"error": "invalid_grant", "error_description": "Bad credentials"})
         );
 
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (
                 &[
                     ("username", "owner"),
@@ -297,9 +297,13 @@ fn bad_credentials_get_oauth_errors_that_do_not_reveal_users() {
                 &[
                     ("username", "owner"),
                     ("password", USER_PASSWORD),
-                    ("grant_type", "client_credentials"),
+                    ("grant_type", "authorization_code"),
                 ],
                 "unsupported_grant_type",
+            ),
+            (
+                &[("grant_type", "client_credentials")],
+                "unauthorized_client",
             ),
             (
                 &[

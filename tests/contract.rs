@@ -10,13 +10,17 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 use stockbatch::api::ROUTES;
+use stockbatch::auth::api_keys::create_api_key;
 use stockbatch::auth::Permission;
+use stockbatch::Role;
 
 const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
@@ -300,6 +304,27 @@ fn close_job(app: &TestApp, job_id: &str) {
     assert_eq!(updated.expect("age job"), 1);
 }
 
+/// A client authenticated with a new API key of `retailer` (default location
+/// `DEFAULT`), as StateSet clients call the service. Made before any batch is queued:
+/// on SQLite, creating a key while the executor commits can fail with "database is
+/// locked" (its transaction reads before it writes).
+fn api_key_client(app: &TestApp, name: &str, retailer: &str, permissions: &[Permission]) -> Client {
+    let key = app.with_db(|conn| {
+        create_api_key(conn, name, retailer, permissions, "DEFAULT").expect("create API key")
+    });
+    client_with_token(&key)
+}
+
+/// The `status` of every result of a StateSet batch.
+fn item_statuses(batch: &Value) -> Vec<&str> {
+    batch["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {batch}"))
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect()
+}
+
 /// Builds one operation's request for a given client.
 type MakeRequest<'a> = Box<dyn Fn(&Client) -> RequestBuilder + 'a>;
 
@@ -313,8 +338,15 @@ fn every_operation_answers_as_documented() {
     for backend in backends() {
         let app = TestApp::spawn_with(TestDb::new(backend), |config| {
             config.bodies.max_bytes = 64 * 1024;
+            // StateSet POSTs answer 200 once their batch completes: a long wait keeps a
+            // slow machine from turning them into 202s (which are provoked below).
+            config.api.stateset_wait = Duration::from_secs(30);
         });
         let mut c = Contract::new();
+        // The StateSet operations act for one retailer: API keys of 197 and of 198, made
+        // while no batch runs (see `api_key_client`).
+        let stateset = api_key_client(&app, "contract-197", "197", &Permission::ALL);
+        let elsewhere = api_key_client(&app, "contract-198", "198", &Permission::ALL);
         let admin = app.client.clone();
         let anonymous = app.anonymous();
         let url = |path: &str| app.url(path);
@@ -397,11 +429,12 @@ fn every_operation_answers_as_documented() {
         assert_eq!(tokens["Retailer_id"], json!(197));
         let powerless = app.client_as("contract-none");
         let retailer_user = app.client_as("contract-197");
-        // No header, an unknown token, an empty one.
+        // No header, an unknown token, an empty one, an unknown API key.
         let bad_tokens = [
             anonymous.clone(),
             client_with_token("not-a-token"),
             client_with_token(""),
+            client_with_token(&format!("sbk_{}", "0".repeat(64))),
         ];
 
         // createJob
@@ -519,6 +552,93 @@ fn every_operation_answers_as_documented() {
         );
         assert_eq!(status, StatusCode::CONFLICT);
 
+        // Idempotency-Key on createJob and createBatch: a retry answers the same id and
+        // creates nothing; the key with another request is a 422; a bad key is a 400.
+        let keyed = |path: &str, key: &str, body: &Value| {
+            admin
+                .post(url(path))
+                .header("Idempotency-Key", key)
+                .json(body)
+        };
+        let (_, first) = c.call(
+            "createJob",
+            keyed("/api/v4.1/job", "contract-job-1", &job_body),
+        );
+        let (status, again) = c.call(
+            "createJob",
+            keyed("/api/v4.1/job", "\"contract-job-1\"", &job_body),
+        );
+        assert_eq!(
+            (status, &again),
+            (StatusCode::OK, &first),
+            "a quoted key is the key"
+        );
+        let keyed_job = first["id"].as_str().unwrap().to_owned();
+        let keyed_batch_path = format!("/api/v4.1/job/{keyed_job}/batch");
+        let (_, first) = c.call(
+            "createBatch",
+            keyed(&keyed_batch_path, "contract-batch-1", &docs_example),
+        );
+        let (status, again) = c.call(
+            "createBatch",
+            keyed(&keyed_batch_path, "contract-batch-1", &docs_example),
+        );
+        assert_eq!((status, &again), (StatusCode::OK, &first));
+        let (_, keyed_job_body) = c.call(
+            "getJob",
+            admin.get(url(&format!("/api/v4.1/job/{keyed_job}"))),
+        );
+        assert_eq!(
+            keyed_job_body["batch"].as_array().unwrap().len(),
+            1,
+            "a retry queues no second batch: {keyed_job_body}"
+        );
+        for (operation, path, key, body) in [
+            (
+                "createJob",
+                "/api/v4.1/job",
+                "contract-job-1",
+                json!({"name": "other", "retailerId": "197"}),
+            ),
+            (
+                "createBatch",
+                keyed_batch_path.as_str(),
+                "contract-batch-1",
+                mixed.clone(),
+            ),
+            // The same key on another path is another request.
+            (
+                "createBatch",
+                keyed_batch_path.as_str(),
+                "contract-job-1",
+                docs_example.clone(),
+            ),
+        ] {
+            let (status, _) = c.call(operation, keyed(path, key, &body));
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{operation} {key}"
+            );
+        }
+        let long_key = "k".repeat(256);
+        for (operation, path, body) in [
+            ("createJob", "/api/v4.1/job", &job_body),
+            ("createBatch", keyed_batch_path.as_str(), &docs_example),
+        ] {
+            for key in ["\"\"", long_key.as_str()] {
+                let (status, _) = c.call(operation, keyed(path, key, body));
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{operation} {key}");
+            }
+            let not_ascii = HeaderValue::from_bytes("café".as_bytes()).unwrap();
+            let request = admin
+                .post(url(path))
+                .header("Idempotency-Key", not_ascii)
+                .json(body);
+            let (status, _) = c.call(operation, request);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{operation}");
+        }
+
         // getBatch: polled until COMPLETE, then paged; refusals.
         let mixed_path = format!("/api/v4.1/job/{job}/batch/{mixed_batch}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -597,6 +717,355 @@ fn every_operation_answers_as_documented() {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         }
 
+        let stateset_url = url("/api/v1/inventory/batch");
+        let run = |body: &Value| stateset.post(&stateset_url).json(body);
+
+        // createStateSetBatch: StateSet's documentation example on imported stock, each
+        // operation with its results, and each refusal.
+        let import = json!({"operation": "import", "items": [
+            {"sku": "WIDGET-001", "data": {"name": "Widget", "price": 29.99, "quantity": 125,
+                                           "location_id": "DEFAULT"}},
+            {"sku": "GADGET-002", "data": {"name": "Gadget", "quantity": "200"}}]});
+        let (status, body) = c.call("createStateSetBatch", run(&import));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(item_statuses(&body), ["success", "success"], "{body}");
+        let seed = json!({"operation": "adjust", "items": [
+            {"sku": "WIDGET-001", "data": {"adjustment_type": "absolute", "quantity": 150,
+                                           "reason": "Cycle count correction"}},
+            {"sku": "GADGET-002", "data": {"adjustment_type": "relative", "quantity": -25,
+                                           "reason": "Damaged goods"}}],
+            "options": {"continue_on_error": true}});
+        let (status, seeded) = c.call("createStateSetBatch", run(&seed));
+        assert_eq!(
+            (status, &seeded["status"]),
+            (StatusCode::OK, &json!("completed")),
+            "{seeded}"
+        );
+        let quantities: Vec<_> = seeded["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let d = &r["data"];
+                (
+                    d["previous_quantity"].as_i64(),
+                    d["new_quantity"].as_i64(),
+                    d["adjustment"].as_i64(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            quantities,
+            [
+                (Some(125), Some(150), Some(25)),
+                (Some(200), Some(175), Some(-25))
+            ]
+        );
+        let seed_batch = seeded["batch_id"].as_str().unwrap().to_owned();
+        for (body, status, items) in [
+            (
+                json!({"operation": "transfer", "items": [
+                    {"sku": "WIDGET-001", "data": {"from_location": "DEFAULT", "to_location": "W2",
+                                                   "quantity": 50, "reason": "rebalance", "reference": "TR-1"}},
+                    {"sku": "GADGET-002", "data": {"from_location": "DEFAULT", "to_location": "W2",
+                                                   "quantity": 500}}],
+                    "options": {"continue_on_error": true}}),
+                "partial",
+                vec!["success", "error"],
+            ),
+            (
+                json!({"operation": "cycle_count", "items": [
+                    {"sku": "WIDGET-001", "data": {"counted_quantity": 98, "location": "DEFAULT"}},
+                    {"sku": "GADGET-002", "data": {"quantity": 175, "reference": 7}}]}),
+                "completed",
+                vec!["success", "success"],
+            ),
+            (
+                json!({"operation": "update", "items": [
+                    {"sku": "WIDGET-001", "data": {"reorder_point": 120, "price": 31.99}},
+                    {"sku": "NOPE-404", "data": {"price": 1}},
+                    {"sku": "GADGET-002", "data": {"price": 35.99}}]}),
+                "partial",
+                vec!["success", "error", "skipped"],
+            ),
+            (
+                json!({"operation": "import", "items": [
+                    {"sku": "SPROCKET-003", "data": {"name": "Sprocket", "quantity": 40,
+                                                     "location_id": "W1"}}],
+                    "options": {"validate_only": true, "notification_email": "ops@example.com"}}),
+                "completed",
+                vec!["success"],
+            ),
+            (
+                json!({"operation": "adjust", "items": [
+                    {"sku": "WIDGET-001", "data": {"quantity": 1}},
+                    {"sku": "GADGET-002", "data": {"adjustment_type": "relative", "quantity": 1.5}},
+                    {"sku": "GADGET-002", "data": {"adjustment_type": "absolute", "quantity": 1,
+                                                   "location": "A", "location_id": "B"}}],
+                    "options": {"continue_on_error": true, "validate_only": null}}),
+                "failed",
+                vec!["error", "error", "error"],
+            ),
+            (
+                json!({"operation": "transfer", "items": [
+                    {"sku": "GADGET-002", "data": {"from_location": "W9", "to_location": "W2",
+                                                   "quantity": 1}},
+                    {"sku": "WIDGET-001", "data": {"from_location": "DEFAULT", "to_location": "W2",
+                                                   "quantity": 1}}],
+                    "options": null}),
+                "failed",
+                vec!["error", "skipped"],
+            ),
+        ] {
+            let (code, answer) = c.call("createStateSetBatch", run(&body));
+            assert_eq!(code, StatusCode::OK, "{answer}");
+            assert_eq!(answer["status"], status, "{answer}");
+            assert_eq!(item_statuses(&answer), items, "{answer}");
+            assert_eq!(answer["operation"], body["operation"], "{answer}");
+        }
+        for bad in [
+            json!({"operation": "delete", "items": [{"sku": "", "data": 1}, {"data": {}}],
+                   "options": {"notification_email": "x", "validate_only": "yes"}}),
+            json!({"items": [], "options": 3}),
+            json!({"operation": "adjust", "items": [{"sku": 7, "data": {}}, [1]]}),
+            json!({"operation": "update", "items":
+                   vec![json!({"sku": "A", "data": {"x": 1}}); 1001]}),
+            json!([]),
+        ] {
+            let (status, _) = c.call("createStateSetBatch", run(&bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let (status, _) = c.call(
+            "createStateSetBatch",
+            stateset
+                .post(&stateset_url)
+                .header("content-type", "application/json")
+                .body("{"),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, body) = c.call("createStateSetBatch", admin.post(&stateset_url).json(&seed));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.to_string().contains("acts for one retailer"), "{body}");
+        let (status, _) = c.call(
+            "createStateSetBatch",
+            stateset
+                .post(&stateset_url)
+                .header("content-type", "text/plain")
+                .body(seed.to_string()),
+        );
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (status, _) = c.call(
+            "createStateSetBatch",
+            run(&json!({"operation": "update", "items": [
+                {"sku": "WIDGET-001", "data": {"note": "x".repeat(70_000)}}]})),
+        );
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // Idempotency-Key: a retry gets the same batch and applies nothing again; the key
+        // with another body is a 422; a bad key is a 400.
+        let plus_5 = json!({"operation": "adjust", "items": [
+            {"sku": "WIDGET-001", "data": {"adjustment_type": "relative", "quantity": 5,
+                                           "reference": "PO-1"}}]});
+        let keyed_run = |key: &str, body: &Value| {
+            stateset
+                .post(&stateset_url)
+                .header("Idempotency-Key", key)
+                .json(body)
+        };
+        let (_, first) = c.call(
+            "createStateSetBatch",
+            keyed_run("contract-stateset-1", &plus_5),
+        );
+        let (status, again) = c.call(
+            "createStateSetBatch",
+            keyed_run("\"contract-stateset-1\"", &plus_5),
+        );
+        assert_eq!((status, &again), (StatusCode::OK, &first), "the same batch");
+        let (status, _) = c.call(
+            "createStateSetBatch",
+            keyed_run("contract-stateset-1", &seed),
+        );
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        // Keys are the retailer's: another retailer's key of the same name is its own.
+        let (status, theirs) = c.call(
+            "createStateSetBatch",
+            elsewhere
+                .post(&stateset_url)
+                .header("Idempotency-Key", "contract-stateset-1")
+                .json(&json!({"operation": "import", "items": [
+                    {"sku": "THEIRS-1", "data": {"quantity": 1}}]})),
+        );
+        assert_eq!(
+            (status, &theirs["status"]),
+            (StatusCode::OK, &json!("completed"))
+        );
+        for key in ["\"\"", "k".repeat(256).as_str(), "a\tb"] {
+            let (status, _) = c.call("createStateSetBatch", keyed_run(key, &plus_5));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}");
+        }
+
+        // getStateSetBatch: as the POST answered it, by batch_N or N; refusals.
+        let (_, body) = c.call(
+            "getStateSetBatch",
+            stateset.get(url(&format!("/api/v1/inventory/batch/{seed_batch}"))),
+        );
+        assert_eq!(body, seeded);
+        let number = seed_batch.strip_prefix("batch_").unwrap();
+        let (_, body) = c.call(
+            "getStateSetBatch",
+            stateset.get(url(&format!("/api/v1/inventory/batch/{number}"))),
+        );
+        assert_eq!(body, seeded);
+        for (client, missing) in [
+            (&stateset, "batch_99999".to_owned()),
+            (&stateset, "batch_0".to_owned()),
+            (&stateset, "x".to_owned()),
+            // A Fluent batch, and another retailer's StateSet batch.
+            (&stateset, format!("batch_{batch}")),
+            (&elsewhere, seed_batch.clone()),
+        ] {
+            let (status, _) = c.call(
+                "getStateSetBatch",
+                client.get(url(&format!("/api/v1/inventory/batch/{missing}"))),
+            );
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+        let (status, _) = c.call(
+            "getStateSetBatch",
+            admin.get(url(&format!("/api/v1/inventory/batch/{seed_batch}"))),
+        );
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // getInventoryItem: what the batches above left (the retry applied nothing twice,
+        // validate_only nothing at all), a SKU only Fluent wrote; refusals.
+        let (_, item) = c.call(
+            "getInventoryItem",
+            stateset.get(url("/api/v1/inventory/WIDGET-001")),
+        );
+        let stock: Vec<_> = item["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["location"].as_str().unwrap(),
+                    l["quantity"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(stock, [("DEFAULT", 103), ("W2", 50)], "{item}");
+        assert_eq!(item["total_quantity"], 153, "{item}");
+        assert_eq!(
+            item["properties"],
+            json!({"name": "Widget", "price": 31.99, "reorder_point": 120}),
+            "{item}"
+        );
+        let (_, item) = c.call(
+            "getInventoryItem",
+            stateset.get(url("/api/v1/inventory/S-1")),
+        );
+        assert_eq!(item["properties"], json!({}), "{item}");
+        for (client, missing) in [
+            (&stateset, "NOPE"),
+            (&stateset, "SPROCKET-003"),
+            (&stateset, "%00"),
+            (&elsewhere, "WIDGET-001"),
+        ] {
+            let (status, _) = c.call(
+                "getInventoryItem",
+                client.get(url(&format!("/api/v1/inventory/{missing}"))),
+            );
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+        let (status, _) = c.call(
+            "getInventoryItem",
+            admin.get(url("/api/v1/inventory/WIDGET-001")),
+        );
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // listMovements: the ledger of both APIs, oldest first, filtered and paged.
+        let movements = |client: &Client, query: &str| {
+            client.get(url(&format!("/api/v4.1/inventory/movements{query}")))
+        };
+        let (_, page) = c.call(
+            "listMovements",
+            admin.get(url(
+                "/api/v4.1/inventory/movements?retailerId=197&skuRef=WIDGET-001&locationRef=DEFAULT&start=1&count=10",
+            )),
+        );
+        let ledger: Vec<_> = page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["operation"].as_str().unwrap(),
+                    m["newQty"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ledger,
+            [
+                ("import", 125),
+                ("adjust", 150),
+                ("transfer", 100),
+                ("cycle_count", 98),
+                ("adjust", 103)
+            ],
+            "{page}"
+        );
+        let (_, page) = c.call("listMovements", movements(&stateset, "?skuRef=S-1"));
+        assert_eq!(
+            (&page["results"][0]["operation"], &page["results"][0]["api"]),
+            (&json!("UPSERT"), &json!("fluent")),
+            "{page}"
+        );
+        for (client, query) in [
+            (&admin, ""),
+            (&stateset, ""),
+            (&stateset, "?retailerId=198"),
+            (&admin, "?retailerId=nobody"),
+            (&admin, "?skuRef=%00"),
+            (&admin, "?start=5000"),
+        ] {
+            let (status, _) = c.call("listMovements", movements(client, query));
+            assert_eq!(status, StatusCode::OK, "{query}");
+        }
+        for bad in [
+            "?count=0&start=-1",
+            "?sku=X",
+            "?retailerId=1&retailerId=2",
+            "?count=x",
+        ] {
+            let (status, _) = c.call("listMovements", movements(&admin, bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+
+        // 202: a node that runs no executor and does not wait answers `processing`.
+        let api_only = TestApp::spawn_with(TestDb::new(backend), |config| {
+            config.role = Role::Api;
+            config.api.stateset_wait = Duration::ZERO;
+        });
+        let queued = api_key_client(&api_only, "contract-queued", "197", &Permission::ALL);
+        let (status, pending) = c.call(
+            "createStateSetBatch",
+            queued
+                .post(api_only.url("/api/v1/inventory/batch"))
+                .json(&seed),
+        );
+        assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+        assert_eq!(
+            (&pending["status"], &pending["results"]),
+            (&json!("processing"), &json!([]))
+        );
+        let pending_id = pending["batch_id"].as_str().unwrap();
+        let (_, polled) = c.call(
+            "getStateSetBatch",
+            queued.get(api_only.url(&format!("/api/v1/inventory/batch/{pending_id}"))),
+        );
+        assert_eq!(polled, pending);
+
         // Every API operation: 401 without a valid token, 403 without the permission.
         let api_calls: Vec<(&str, MakeRequest)> = vec![
             (
@@ -618,6 +1087,24 @@ fn every_operation_answers_as_documented() {
             (
                 "listInventory",
                 Box::new(|client: &Client| client.get(url("/api/v4.1/inventory"))),
+            ),
+            (
+                "listMovements",
+                Box::new(|client: &Client| client.get(url("/api/v4.1/inventory/movements"))),
+            ),
+            (
+                "createStateSetBatch",
+                Box::new(|client: &Client| client.post(url("/api/v1/inventory/batch")).json(&seed)),
+            ),
+            (
+                "getStateSetBatch",
+                Box::new(|client: &Client| {
+                    client.get(url(&format!("/api/v1/inventory/batch/{seed_batch}")))
+                }),
+            ),
+            (
+                "getInventoryItem",
+                Box::new(|client: &Client| client.get(url("/api/v1/inventory/WIDGET-001"))),
             ),
         ];
         for (operation, request) in &api_calls {
@@ -667,14 +1154,40 @@ fn every_operation_answers_as_documented() {
 /// with 405 and an `Allow` header naming exactly the served ones.
 #[test]
 fn every_path_serves_its_methods_and_refuses_others_with_405() {
-    let app = TestApp::spawn(Backend::Sqlite);
+    let app = TestApp::spawn_with(TestDb::new(Backend::Sqlite), |config| {
+        config.api.stateset_wait = Duration::from_secs(30);
+    });
+    // The StateSet routes need a caller of one retailer.
+    let stateset = api_key_client(&app, "routes-197", "197", &Permission::ALL);
     let job = app.create_job(json!("197"));
     let batch = app.post_batch(&job, json!([record("197", "L", "S", 1)]));
-    let concrete =
-        |path: &str| app.url(&path.replace("{jobId}", &job).replace("{batchId}", &batch));
-    let client = &app.client;
+    let stateset_body =
+        json!({"operation": "import", "items": [{"sku": "S", "data": {"quantity": 3}}]});
+    let (status, imported) = read(
+        stateset
+            .post(app.url("/api/v1/inventory/batch"))
+            .json(&stateset_body)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, StatusCode::OK, "{imported}");
+    let stateset_batch = imported["batch_id"].as_str().unwrap().to_owned();
+    let concrete = |path: &str| {
+        app.url(
+            &path
+                .replace("{jobId}", &job)
+                .replace("{batchId}", &batch)
+                .replace("{batch_id}", &stateset_batch)
+                .replace("{sku}", "S"),
+        )
+    };
     for (path, allow) in ROUTES {
         let served: Vec<&str> = allow.split(',').map(str::trim).collect();
+        let client = if path.starts_with("/api/v1/") {
+            &stateset
+        } else {
+            &app.client
+        };
         for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
             let request = client.request(method.parse().unwrap(), concrete(path));
             let request = match (*path, method) {
@@ -690,6 +1203,7 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
                 ("/api/v4.1/job", "POST") => {
                     request.json(&json!({"name": "n", "retailerId": "197"}))
                 }
+                ("/api/v1/inventory/batch", "POST") => request.json(&stateset_body),
                 (_, "POST") => request.json(&json!({"action": "UPSERT", "entityType": "INVENTORY",
                             "entities": [record("197", "L", "S", 2)]})),
                 _ => request,
@@ -741,6 +1255,33 @@ fn the_checker_refuses_what_the_document_does_not_allow() {
     let mut wrong = job;
     wrong["status"] = json!("DONE");
     refuses("Job", wrong);
+    let batch = json!({"batch_id": "batch_1", "status": "completed", "operation": "adjust",
+        "validate_only": false,
+        "summary": {"total_items": 1, "processed": 1, "failed": 0, "skipped": 0},
+        "results": [{"sku": "A", "status": "success", "message": "m",
+            "data": {"location": "L", "previous_quantity": 1, "new_quantity": 2, "adjustment": 1}}],
+        "notification_email": null, "created_at": "2026-12-01T06:54:58.275Z", "completed_at": null});
+    c.validate("StateSetBatch", &schema("StateSetBatch"), &batch);
+    let mut wrong = batch.clone();
+    wrong["batch_id"] = json!("1");
+    refuses("StateSetBatch", wrong);
+    let mut wrong = batch.clone();
+    wrong["status"] = json!("done");
+    refuses("StateSetBatch", wrong);
+    // Result data must be one operation's.
+    let mut wrong = batch.clone();
+    wrong["results"][0]["data"] = json!({"location": "L", "previous_quantity": 1});
+    refuses("StateSetBatch", wrong);
+    let mut wrong = batch;
+    wrong["results"][0]["data"]["new_quantity"] = json!(-1);
+    refuses("StateSetBatch", wrong);
+    let movement = json!({"id": "1", "skuRef": "S", "locationRef": "L", "operation": "adjust",
+        "previousQty": 0, "newQty": 1, "delta": 1, "reason": null, "reference": null,
+        "batchId": "1", "api": "stateset", "createdOn": "2026-12-01T06:54:58.275Z"});
+    c.validate("Movement", &schema("Movement"), &movement);
+    let mut wrong = movement;
+    wrong["api"] = json!("other");
+    refuses("Movement", wrong);
 }
 
 /// Every example in the document fits its schema, so the reference never shows a body

@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/oauth/token", "POST"),
     ("/api/v4.1/job", "POST"),
     ("/api/v4.1/job/{jobId}", "GET"),
+    ("/api/v4.1/job/{jobId}/results", "GET"),
     ("/api/v4.1/job/{jobId}/batch", "POST"),
     ("/api/v4.1/job/{jobId}/batch/{batchId}", "GET"),
     ("/api/v4.1/inventory", "GET"),
@@ -54,6 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/v4.1/job").route(web::post().to(fluent::jobs::create_job)))
     .service(resource("/api/v4.1/job/{jobId}").route(web::get().to(fluent::jobs::get_job)))
+    .service(
+        resource("/api/v4.1/job/{jobId}/results").route(web::get().to(fluent::jobs::job_results)),
+    )
     .service(
         resource("/api/v4.1/job/{jobId}/batch")
             .route(web::post().to(fluent::batches::create_batch)),

@@ -14,6 +14,7 @@ use super::support::{with_conn, AppState};
 use crate::auth::permissions::parse_list;
 use crate::auth::secrets::token_hash;
 use crate::auth::{api_keys, Permission, Principal, DEFAULT_LOCATION};
+use crate::db::models::TokenOwner;
 use crate::db::tokens;
 
 impl FromRequest for Principal {
@@ -35,13 +36,7 @@ impl FromRequest for Principal {
                     &token_hash(&token),
                     Utc::now().naive_utc(),
                 )?;
-                Ok(owner.map(|owner| Principal {
-                    user_id: owner.user_id,
-                    username: owner.username,
-                    retailer_id: owner.retailer_id,
-                    permissions: parse_list(&owner.permissions).unwrap_or_default(),
-                    default_location: DEFAULT_LOCATION.to_owned(),
-                }))
+                Ok(owner.map(principal_of))
             })
             .await?
             // A wrong or revoked API key answers exactly as a wrong token does.
@@ -49,6 +44,29 @@ impl FromRequest for Principal {
                 ApiError::Unauthorized("the access token is invalid or has expired".to_owned())
             })
         })
+    }
+}
+
+/// A token's user, or for a client's own token (client_credentials) the client, acting
+/// for its retailer with its permissions.
+fn principal_of(owner: TokenOwner) -> Principal {
+    match owner.user_id {
+        Some(user_id) => Principal {
+            user_id,
+            username: owner.username.unwrap_or_default(),
+            retailer_id: owner.user_retailer_id,
+            permissions: parse_list(owner.user_permissions.as_deref().unwrap_or(""))
+                .unwrap_or_default(),
+            default_location: DEFAULT_LOCATION.to_owned(),
+        },
+        None => Principal {
+            user_id: 0,
+            username: format!("client:{}", owner.client_id),
+            retailer_id: owner.client_retailer_id,
+            permissions: parse_list(owner.client_permissions.as_deref().unwrap_or(""))
+                .unwrap_or_default(),
+            default_location: DEFAULT_LOCATION.to_owned(),
+        },
     }
 }
 

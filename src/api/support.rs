@@ -23,6 +23,9 @@ pub struct ApiSettings {
     pub idempotency_ttl: std::time::Duration,
     /// How long a StateSet POST waits for its batch before answering 202.
     pub stateset_wait: std::time::Duration,
+    /// Batch Pre-Processing for every job that does not skip it (Fluent's
+    /// `fc.enable.batch.preprocessing`); off turns it off for everyone.
+    pub batch_preprocessing: bool,
 }
 
 impl Default for ApiSettings {
@@ -30,6 +33,7 @@ impl Default for ApiSettings {
         ApiSettings {
             idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
             stateset_wait: std::time::Duration::from_secs(5),
+            batch_preprocessing: true,
         }
     }
 }

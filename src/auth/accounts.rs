@@ -55,25 +55,45 @@ pub fn create_user(
     })
 }
 
-/// Creates an OAuth client with `secret`, or a generated one. Returns the secret: it is
-/// stored only as a hash, so this is the one time it can be shown.
+/// What a client may do for itself (client_credentials): act for one retailer.
+#[derive(Debug, Clone)]
+pub struct ClientBinding<'a> {
+    pub retailer_id: &'a str,
+    pub permissions: &'a [Permission],
+}
+
+/// Creates an OAuth client with `secret`, or a generated one; bound to a retailer, it may
+/// also get tokens for itself. Returns the secret: it is stored only as a hash, so this is
+/// the one time it can be shown.
 pub fn create_client(
     conn: &mut DbConnection,
     client_id: &str,
     secret: Option<&str>,
+    binding: Option<ClientBinding>,
 ) -> anyhow::Result<String> {
     check_name("the client id", client_id)?;
     let secret = secret.map_or_else(new_secret, str::to_owned);
     if secret.chars().count() < MIN_PASSWORD_CHARS {
         bail!("the client secret must be at least {MIN_PASSWORD_CHARS} characters");
     }
-    accounts::insert_client(
-        conn,
-        client_id,
-        &hash_secret(&secret),
-        Utc::now().naive_utc(),
-    )
-    .map_err(|e| exists_or(e, "client", client_id))?;
+    let hash = hash_secret(&secret);
+    let now = Utc::now().naive_utc();
+    conn.transaction(|conn| {
+        if let Some(binding) = &binding {
+            check_name("the retailer id", binding.retailer_id)?;
+            accounts::ensure_retailer(conn, binding.retailer_id, binding.retailer_id, now)?;
+        }
+        let permissions = binding.as_ref().map(|b| format_list(b.permissions));
+        accounts::insert_client(
+            conn,
+            client_id,
+            &hash,
+            binding.as_ref().map(|b| b.retailer_id),
+            permissions.as_deref(),
+            now,
+        )
+        .map_err(|e| exists_or(e, "client", client_id))
+    })?;
     Ok(secret)
 }
 
@@ -129,7 +149,7 @@ pub fn bootstrap(conn: &mut DbConnection, given: &Bootstrap) -> anyhow::Result<V
     }
     if accounts::count_clients(conn)? == 0 {
         let client_id = given.client_id.as_deref().unwrap_or("stockbatch");
-        match create_client(conn, client_id, given.client_secret.as_deref()) {
+        match create_client(conn, client_id, given.client_secret.as_deref(), None) {
             Ok(secret) if given.client_secret.is_none() => {
                 console.push(format!("OAuth client: {client_id}  secret: {secret}"))
             }

@@ -1,4 +1,5 @@
-//! The OAuth token grants Fluent clients use: `password` and `refresh_token`.
+//! The OAuth token grants Fluent clients use: `password`, `refresh_token`, and
+//! `client_credentials` for a client bound to a retailer.
 
 use std::time::Duration;
 
@@ -80,7 +81,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: u64,
     pub scope: &'static str,
-    pub refresh_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Fluent's spelling. A number when the retailer id is numeric, null for administrators.
     #[serde(rename = "Retailer_id")]
     pub retailer_id: serde_json::Value,
@@ -94,8 +96,10 @@ pub enum GrantError {
     InvalidClient,
     #[error("{0}")]
     InvalidGrant(&'static str),
-    #[error("grant_type must be password or refresh_token")]
+    #[error("grant_type must be password, refresh_token or client_credentials")]
     UnsupportedGrantType,
+    #[error("this client is not bound to a retailer, so it cannot act for itself: use the password grant")]
+    UnauthorizedClient,
     #[error("the only scope is '{SCOPE}'")]
     InvalidScope,
     #[error("too many failed logins; retry in {0} seconds")]
@@ -118,6 +122,7 @@ impl GrantError {
             GrantError::InvalidClient => "invalid_client",
             GrantError::InvalidGrant(_) | GrantError::Locked(_) => "invalid_grant",
             GrantError::UnsupportedGrantType => "unsupported_grant_type",
+            GrantError::UnauthorizedClient => "unauthorized_client",
             GrantError::InvalidScope => "invalid_scope",
             GrantError::Busy | GrantError::Unavailable => "temporarily_unavailable",
             GrantError::Internal(_) | GrantError::Db(_) => "server_error",
@@ -143,6 +148,8 @@ pub enum Grant {
         client: ClientCredentials,
         refresh_token: String,
     },
+    /// A client bound to a retailer, acting for itself.
+    ClientCredentials { client: ClientCredentials },
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +161,9 @@ pub struct ClientCredentials {
 impl Grant {
     pub fn client(&self) -> &ClientCredentials {
         match self {
-            Grant::Password { client, .. } | Grant::RefreshToken { client, .. } => client,
+            Grant::Password { client, .. }
+            | Grant::RefreshToken { client, .. }
+            | Grant::ClientCredentials { client } => client,
         }
     }
 }
@@ -162,7 +171,10 @@ impl Grant {
 /// Checks the grant type, scope and every parameter's presence and size.
 pub fn parse_grant(request: &TokenRequest) -> Result<Grant, GrantError> {
     let grant_type = required(&request.grant_type, "grant_type", MAX_WORD_BYTES)?;
-    if !matches!(grant_type, "password" | "refresh_token") {
+    if !matches!(
+        grant_type,
+        "password" | "refresh_token" | "client_credentials"
+    ) {
         return Err(GrantError::UnsupportedGrantType);
     }
     if let Some(scope) = &request.scope {
@@ -186,6 +198,7 @@ pub fn parse_grant(request: &TokenRequest) -> Result<Grant, GrantError> {
             refresh_token: required(&request.refresh_token, "refresh_token", MAX_SECRET_BYTES)?
                 .to_owned(),
         }),
+        "client_credentials" => Ok(Grant::ClientCredentials { client }),
         _ => Err(GrantError::UnsupportedGrantType),
     }
 }
@@ -240,9 +253,13 @@ pub fn find_enabled_client(
     conn: &mut DbConnection,
     grant: &Grant,
 ) -> Result<OauthClient, GrantError> {
-    accounts::find_client(conn, &grant.client().client_id)?
+    let client = accounts::find_client(conn, &grant.client().client_id)?
         .filter(|c| c.disabled == 0)
-        .ok_or(GrantError::InvalidClient)
+        .ok_or(GrantError::InvalidClient)?;
+    if matches!(grant, Grant::ClientCredentials { .. }) && client.retailer_id.is_none() {
+        return Err(GrantError::UnauthorizedClient);
+    }
+    Ok(client)
 }
 
 /// Second step, once the login has a place in the hashing queue: a password grant counts
@@ -336,7 +353,7 @@ pub fn finish(
             {
                 Some(user) => {
                     accounts::clear_login_failures(conn, username)?;
-                    user.id
+                    Some(user.id)
                 }
                 None => {
                     if let Some(lock) = lock_for(attempt, settings) {
@@ -351,13 +368,20 @@ pub fn finish(
             if !client_ok {
                 return Err(GrantError::InvalidClient);
             }
-            tokens::consume_refresh_token(
+            let user_id = tokens::consume_refresh_token(
                 conn,
                 &token_hash(refresh_token),
                 prepared.client.id,
                 now,
             )?
-            .ok_or(GrantError::InvalidGrant("Invalid refresh token"))?
+            .ok_or(GrantError::InvalidGrant("Invalid refresh token"))?;
+            Some(user_id)
+        }
+        Grant::ClientCredentials { .. } => {
+            if !client_ok {
+                return Err(GrantError::InvalidClient);
+            }
+            None
         }
     };
     if client_checked {
@@ -388,40 +412,47 @@ pub fn lock_for(failures: i32, settings: &TokenSettings) -> Option<TimeDelta> {
     TimeDelta::from_std(lock).ok()
 }
 
+/// Issues an access token, and for a user a refresh token (RFC 6749 §4.4.3: a client acting
+/// for itself gets none; it asks again with its credentials).
 fn issue(
     conn: &mut DbConnection,
-    user_id: i64,
+    user_id: Option<i64>,
     client: &OauthClient,
     now: NaiveDateTime,
     settings: &TokenSettings,
 ) -> Result<TokenResponse, GrantError> {
-    let user = accounts::find_user_by_id(conn, user_id)?
-        .filter(|u| u.disabled == 0)
-        .ok_or(GrantError::InvalidGrant(BAD_CREDENTIALS))?;
-    let (access, refresh) = (new_token(), new_token());
-    let (access_hash, refresh_hash) = (token_hash(&access), token_hash(&refresh));
-    tokens::insert_tokens(
-        conn,
-        &[
-            NewToken {
-                token_hash: &access_hash,
-                kind: tokens::ACCESS,
-                user_id,
-                client_id: client.id,
-                expires_at: now + to_delta(settings.access_ttl),
-                created_on: now,
-            },
-            NewToken {
-                token_hash: &refresh_hash,
-                kind: tokens::REFRESH,
-                user_id,
-                client_id: client.id,
-                expires_at: now + to_delta(settings.refresh_ttl),
-                created_on: now,
-            },
-        ],
-    )?;
-    let retailer_id = match user.retailer_id {
+    let retailer = match user_id {
+        Some(id) => {
+            accounts::find_user_by_id(conn, id)?
+                .filter(|u| u.disabled == 0)
+                .ok_or(GrantError::InvalidGrant(BAD_CREDENTIALS))?
+                .retailer_id
+        }
+        None => client.retailer_id.clone(),
+    };
+    let access = new_token();
+    let refresh = user_id.map(|_| new_token());
+    let (access_hash, refresh_hash) = (token_hash(&access), refresh.as_deref().map(token_hash));
+    let mut new = vec![NewToken {
+        token_hash: &access_hash,
+        kind: tokens::ACCESS,
+        user_id,
+        client_id: client.id,
+        expires_at: now + to_delta(settings.access_ttl),
+        created_on: now,
+    }];
+    if let Some(hash) = &refresh_hash {
+        new.push(NewToken {
+            token_hash: hash,
+            kind: tokens::REFRESH,
+            user_id,
+            client_id: client.id,
+            expires_at: now + to_delta(settings.refresh_ttl),
+            created_on: now,
+        });
+    }
+    tokens::insert_tokens(conn, &new)?;
+    let retailer_id = match retailer {
         None => serde_json::Value::Null,
         Some(id) => id
             .parse::<i64>()

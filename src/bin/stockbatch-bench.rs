@@ -10,8 +10,11 @@
 //! both; under `cargo run` it is rebuilt first) on a fresh database; posts the batches from
 //! concurrent clients twice (pass 1 creates the positions, pass 2 updates them), waits for
 //! every batch, reads back and checks every result; measures throughput, latencies and the
-//! service's memory; then does the same writes straight from Rust ("the limit") by several
-//! methods, and prints every figure. Exits non-zero if any check failed.
+//! service's memory; then posts StateSet relative adjustments (`POST /api/v1/inventory/batch`)
+//! from the same number of clients and one at a time to the idle service, checking every
+//! result against a model of the quantities, and checks the service's ledger; then does the
+//! same writes as the Fluent passes straight from Rust ("the limit") by several methods, and
+//! prints every figure. Exits non-zero if any check failed.
 
 #[path = "stockbatch-bench/api.rs"]
 mod api;
@@ -25,6 +28,8 @@ mod pass;
 mod report;
 #[path = "stockbatch-bench/service.rs"]
 mod service;
+#[path = "stockbatch-bench/stateset.rs"]
+mod stateset;
 #[path = "stockbatch-bench/workload.rs"]
 mod workload;
 
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse_checked()?;
     let exe = service::service_binary()?;
+    let load_at_start = report::load_average();
     let checks = Checks::default();
 
     let db = FreshDb::create(args.db, &args.postgres_url)?;
@@ -68,6 +74,7 @@ fn run() -> anyhow::Result<bool> {
     if !api.authenticated() {
         eprintln!("/oauth/token answered 404: going on without a token");
     }
+    let stateset_api = api.with_token(&service::create_api_key(&exe, db.url())?);
     let ids = EntityIds::new(args.total_records());
     let probe_ids = EntityIds::new(args.repeats * args.records);
     let cx = PassContext {
@@ -78,19 +85,30 @@ fn run() -> anyhow::Result<bool> {
         ids: &ids,
         probe_ids: &probe_ids,
     };
-    let passes = pass::run(&cx, 1).and_then(|p1| Ok((p1, pass::run(&cx, 2)?)));
+    let passes = pass::run(&cx, 1).and_then(|p1| {
+        let p2 = pass::run(&cx, 2)?;
+        Ok((p1, p2, stateset::run(&cx, &stateset_api)?))
+    });
     let log_tail = service.log_tail();
     let stopped = service.stop();
-    let (pass1, pass2) =
+    let (pass1, pass2, adjust) =
         passes.with_context(|| format!("the service's last log lines:\n{log_tail}"))?;
     let status = stopped?;
     checks.ensure(status.success(), || {
         format!("the service exited with {status} on SIGTERM")
     });
+    stateset::verify_database(db.url(), &args, &adjust, &checks)?;
     drop(db);
 
     let limits = limit::run(&args, &checks)?;
-    let report = report::build(&args, [&pass1, &pass2], &limits, api.authenticated());
+    let report = report::build(
+        &args,
+        [&pass1, &pass2],
+        &adjust,
+        &limits,
+        api.authenticated(),
+        &load_at_start,
+    );
     print!("{}", report.text());
     if let Some(path) = &args.markdown {
         std::fs::write(path, report.markdown())

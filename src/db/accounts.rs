@@ -93,6 +93,8 @@ pub fn insert_client(
     conn: &mut DbConnection,
     client_id: &str,
     secret_hash: &str,
+    retailer_id: Option<&str>,
+    permissions: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<i64> {
     diesel::insert_into(oauth_clients::table)
@@ -101,6 +103,8 @@ pub fn insert_client(
             oauth_clients::secret_hash.eq(secret_hash),
             oauth_clients::disabled.eq(0),
             oauth_clients::created_on.eq(now),
+            oauth_clients::retailer_id.eq(retailer_id),
+            oauth_clients::permissions.eq(permissions),
         ))
         .returning(oauth_clients::id)
         .get_result(conn)

@@ -65,19 +65,21 @@ pub fn list_job_batches(conn: &mut DbConnection, job_id: i64) -> QueryResult<Vec
 /// acceptance order (per retailer, ids commit in order: see [`insert_batch`]), and a batch
 /// runs only once every earlier unfinished batch of its retailer whose key box meets its own
 /// has completed — so batches that touch a common position apply one after the other, in
-/// order, while the rest run in parallel. Dry runs write nothing, so they hold back no one.
-/// A batch with no box (no valid record) touches nothing. Key bounds compare byte-wise
+/// order, while the rest run in parallel. Dry runs count too: their results must show the
+/// stock as it is at their turn, before later batches change it. A batch with no box (no valid record) touches nothing. Key bounds compare byte-wise
 /// (`COLLATE "C"` on PostgreSQL, SQLite's default), as Rust computed them.
 const CLAIM: &str = "UPDATE batches \
-    SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2 \
+    SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2, \
+        started_on = COALESCE(started_on, $3) \
     WHERE id = (SELECT b.id FROM batches b WHERE b.status <> 'COMPLETE' \
         AND (b.status = 'PENDING' OR b.lease_expires_at < $3 OR b.lease_owner = $1) \
         AND NOT EXISTS (SELECT 1 FROM batches a WHERE a.status <> 'COMPLETE' \
-            AND a.retailer_id = b.retailer_id AND a.id < b.id AND a.dry_run = 0 \
+            AND a.retailer_id = b.retailer_id AND a.id < b.id \
             AND a.sku_min COLLATED <= b.sku_max AND b.sku_min COLLATED <= a.sku_max \
             AND a.loc_min COLLATED <= b.loc_max AND b.loc_min COLLATED <= a.loc_max) \
         ORDER BY b.id LIMIT 1 LOCKED) \
-    RETURNING id, job_id, retailer_id, api, action, options, dry_run, attempts, record_count, entities";
+    RETURNING id, job_id, retailer_id, api, action, options, dry_run, preprocessing, attempts, \
+        record_count, entities";
 
 /// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
 /// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, so
@@ -119,13 +121,22 @@ macro_rules! held_by {
     };
 }
 
-/// Marks a batch `COMPLETE` if `owner` still holds it. Returns whether it did: `false`
-/// means the lease was lost and the caller's transaction must roll back.
+/// What a batch's items came to, counted when it completes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub applied: i32,
+    pub rejected: i32,
+    pub unchanged: i32,
+}
+
+/// Marks a batch `COMPLETE` with its counts if `owner` still holds it. Returns whether it
+/// did: `false` means the lease was lost and the caller's transaction must roll back.
 pub fn complete_batch(
     conn: &mut DbConnection,
     id: i64,
     owner: &str,
     now: NaiveDateTime,
+    counts: Counts,
 ) -> QueryResult<bool> {
     let updated = diesel::update(held_by!(id, owner))
         .set((
@@ -134,9 +145,21 @@ pub fn complete_batch(
             batches::entities.eq(None::<String>),
             batches::lease_owner.eq(None::<String>),
             batches::lease_expires_at.eq(None::<NaiveDateTime>),
+            batches::processed_count.eq(batches::record_count),
+            batches::applied_count.eq(Some(counts.applied)),
+            batches::rejected_count.eq(Some(counts.rejected)),
+            batches::unchanged_count.eq(Some(counts.unchanged)),
         ))
         .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// Counts `done` more items of a running batch as processed (its progress).
+pub fn add_processed(conn: &mut DbConnection, id: i64, done: i32) -> QueryResult<()> {
+    diesel::update(batches::table.find(id))
+        .set(batches::processed_count.eq(batches::processed_count + done))
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Locks the batch row until the transaction ends, if `owner` still holds the batch.

@@ -48,11 +48,21 @@ pub struct Batch {
     pub entity_type: String,
     pub options: Option<String>,
     pub dry_run: i32,
+    /// The batch's own fields as sent (source, event, catalogueRef, conditions), as JSON.
+    pub meta: Option<String>,
     pub status: String,
     pub record_count: i32,
     pub attempts: i32,
     pub created_on: NaiveDateTime,
+    pub started_on: Option<NaiveDateTime>,
     pub completed_on: Option<NaiveDateTime>,
+    /// Items with a result so far (committed steps); all of them once COMPLETE.
+    pub processed_count: i32,
+    /// Once COMPLETE: items applied (200) of which unchanged (Batch Pre-Processing), and
+    /// rejected (any other code, skipped included).
+    pub applied_count: Option<i32>,
+    pub rejected_count: Option<i32>,
+    pub unchanged_count: Option<i32>,
 }
 
 #[derive(Insertable)]
@@ -72,6 +82,9 @@ pub struct NewBatch<'a> {
     pub sku_max: Option<&'a str>,
     pub loc_min: Option<&'a str>,
     pub loc_max: Option<&'a str>,
+    pub meta: Option<&'a str>,
+    /// Whether Batch Pre-Processing applies (1) or not (0).
+    pub preprocessing: i32,
     pub attempts: i32,
     pub created_on: NaiveDateTime,
 }
@@ -93,6 +106,8 @@ pub struct ClaimedBatch {
     pub options: Option<String>,
     #[diesel(sql_type = Integer)]
     pub dry_run: i32,
+    #[diesel(sql_type = Integer)]
+    pub preprocessing: i32,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Integer)]
@@ -138,6 +153,7 @@ pub struct Position {
     pub inventory_type: String,
     pub status: Option<String>,
     pub attributes: Option<String>,
+    pub extra: Option<String>,
     pub created_on: NaiveDateTime,
     pub updated_on: NaiveDateTime,
 }
@@ -181,6 +197,10 @@ pub struct OauthClient {
     pub secret_hash: String,
     pub disabled: i32,
     pub created_on: NaiveDateTime,
+    /// A client bound to a retailer gets tokens for itself (client_credentials) with these
+    /// permissions; `None` for clients that only log users in.
+    pub retailer_id: Option<String>,
+    pub permissions: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -188,19 +208,23 @@ pub struct OauthClient {
 pub struct NewToken<'a> {
     pub token_hash: &'a str,
     pub kind: &'a str,
-    pub user_id: i64,
+    /// `None` for a client's own token (client_credentials).
+    pub user_id: Option<i64>,
     pub client_id: i64,
     pub expires_at: NaiveDateTime,
     pub created_on: NaiveDateTime,
 }
 
-/// The user behind a valid access token.
+/// Who a valid access token acts for: its user, or for a client's own token the client.
 #[derive(Queryable, Debug, Clone)]
 pub struct TokenOwner {
-    pub user_id: i64,
-    pub username: String,
-    pub retailer_id: Option<String>,
-    pub permissions: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub user_retailer_id: Option<String>,
+    pub user_permissions: Option<String>,
+    pub client_id: String,
+    pub client_retailer_id: Option<String>,
+    pub client_permissions: Option<String>,
 }
 
 /// An API key as it is shown and checked: everything but its hash.

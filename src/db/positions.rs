@@ -42,6 +42,8 @@ struct StockRow {
     status: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     attributes: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    extra: Option<String>,
 }
 
 impl StockRow {
@@ -56,13 +58,15 @@ impl StockRow {
             inventory_type: self.inventory_type,
             status: self.status,
             attributes: self.attributes,
+            extra: self.extra,
         };
         ((self.location_ref, self.sku_ref), stock)
     }
 }
 
 const STOCK_COLUMNS: &str = "p.id, p.location_ref, p.sku_ref, p.qty, p.corrected_qty, \
-    p.reserved_qty, p.inventory_id, p.reference, p.inventory_type, p.status, p.attributes";
+    p.reserved_qty, p.inventory_id, p.reference, p.inventory_type, p.status, p.attributes, \
+    p.extra";
 
 struct KeyRow<'a> {
     retailer: &'a str,
@@ -150,6 +154,7 @@ impl SqliteRow for StockWrite<'_> {
             Text => &s.inventory_type,
             Nullable<Text> => &s.status,
             Nullable<Text> => &s.attributes,
+            Nullable<Text> => &s.extra,
             BigInt => &self.version,
         )
     }
@@ -172,15 +177,15 @@ pub fn insert_positions(
     now: NaiveDateTime,
 ) -> QueryResult<Vec<(PositionKey, i64)>> {
     const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
-        inventory_id, reference, inventory_type, status, attributes, version, created_version, \
-        created_on, updated_on";
+        inventory_id, reference, inventory_type, status, attributes, extra, version, \
+        created_version, created_on, updated_on";
     let inserted: Vec<Inserted> = match conn {
         DbConnection::Sqlite(c) => {
             // `WHERE true` tells SQLite's parser the RETURNING belongs to the INSERT.
             let head = format!(
                 "INSERT INTO inventory_positions ({COLUMNS}) SELECT column2, column3, column4, \
                  column5, column6, column7, column8, column9, column10, column11, column12, \
-                 column13, column13, now.t, now.t FROM (SELECT "
+                 column13, column14, column14, now.t, now.t FROM (SELECT "
             );
             let tail = ") WHERE true RETURNING id, location_ref, sku_ref";
             let mut inserted = Vec::with_capacity(rows.len());
@@ -197,10 +202,10 @@ pub fn insert_positions(
         }
         DbConnection::Pg(c) => sql_query(format!(
             "INSERT INTO inventory_positions ({COLUMNS}) \
-             SELECT $1, l, s, q, cq, rq, ii, rf, it, st, at, v, v, $12, $12 FROM UNNEST(\
+             SELECT $1, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $12, $12 FROM UNNEST(\
              $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], \
-             $9::text[], $10::text[], $11::text[], $13::int8[]) \
-             AS t(l, s, q, cq, rq, ii, rf, it, st, at, v) RETURNING id, location_ref, sku_ref"
+             $9::text[], $10::text[], $11::text[], $13::text[], $14::int8[]) \
+             AS t(l, s, q, cq, rq, ii, rf, it, st, at, ex, v) RETURNING id, location_ref, sku_ref"
         ))
         .bind::<Text, _>(rows.first().map_or("", |r| r.retailer))
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
@@ -242,6 +247,11 @@ pub fn insert_positions(
                 .collect::<Vec<_>>(),
         )
         .bind::<Timestamp, _>(now)
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.stock.extra.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
         .load(c)?,
     };
@@ -259,12 +269,12 @@ pub fn update_positions(
 ) -> QueryResult<()> {
     const SET: &str = "qty = u.q, corrected_qty = u.cq, reserved_qty = u.rq, \
         inventory_id = u.ii, reference = u.rf, inventory_type = u.it, status = u.st, \
-        attributes = u.at, version = u.v";
+        attributes = u.at, extra = u.ex, version = u.v";
     match conn {
         DbConnection::Sqlite(c) => {
             let tail = format!(
                 ") UPDATE inventory_positions AS p SET {SET}, updated_on = (SELECT t FROM now) \
-                 FROM (SELECT id, q, cq, rq, ii, rf, it, st, at, ver AS v FROM v) AS u \
+                 FROM (SELECT id, q, cq, rq, ii, rf, it, st, at, ex, ver AS v FROM v) AS u \
                  WHERE p.id = u.id"
             );
             for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
@@ -272,7 +282,7 @@ pub fn update_positions(
                     head: "WITH now(t) AS (SELECT ",
                     now: Some((
                         now,
-                        "), v(id, r, l, s, q, cq, rq, ii, rf, it, st, at, ver) AS (VALUES",
+                        "), v(id, r, l, s, q, cq, rq, ii, rf, it, st, at, ex, ver) AS (VALUES",
                     )),
                     rows: chunk,
                     tail: &tail,
@@ -284,8 +294,8 @@ pub fn update_positions(
             sql_query(format!(
                 "UPDATE inventory_positions AS p SET {SET}, updated_on = $11 FROM UNNEST(\
                  $1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::int8[]) \
-                 AS u(id, q, cq, rq, ii, rf, it, st, at, v) WHERE p.id = u.id"
+                 $7::text[], $8::text[], $9::text[], $10::int8[], $12::text[]) \
+                 AS u(id, q, cq, rq, ii, rf, it, st, at, v, ex) WHERE p.id = u.id"
             ))
             .bind::<Array<BigInt>, _>(
                 rows.iter()
@@ -330,6 +340,11 @@ pub fn update_positions(
             )
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
             .bind::<Timestamp, _>(now)
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.extra.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .execute(c)?;
         }
     }

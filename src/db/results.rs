@@ -81,11 +81,18 @@ pub fn insert_results(
     }
 }
 
-/// The record indexes of a batch that already have a result, with their codes.
-pub fn recorded_seqs(conn: &mut DbConnection, batch_id: i64) -> QueryResult<Vec<(i32, i32)>> {
+/// The record indexes of a batch that already have a result, with their codes and messages.
+pub fn recorded_seqs(
+    conn: &mut DbConnection,
+    batch_id: i64,
+) -> QueryResult<Vec<(i32, i32, String)>> {
     batch_results::table
         .filter(batch_results::batch_id.eq(batch_id))
-        .select((batch_results::seq, batch_results::response_code))
+        .select((
+            batch_results::seq,
+            batch_results::response_code,
+            batch_results::message,
+        ))
         .load(conn)
 }
 
@@ -113,5 +120,20 @@ pub fn page_results(
             batch_results::message,
             batch_results::data,
         ))
+        .load(conn)
+}
+
+/// The first `limit` results of a batch that are not 200, as (code, message).
+pub fn first_errors(
+    conn: &mut DbConnection,
+    batch_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<(i32, String)>> {
+    batch_results::table
+        .filter(batch_results::batch_id.eq(batch_id))
+        .filter(batch_results::response_code.ne(200))
+        .order(batch_results::seq)
+        .limit(limit)
+        .select((batch_results::response_code, batch_results::message))
         .load(conn)
 }

@@ -32,6 +32,13 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamp>,
         created_on -> Timestamp,
         completed_on -> Nullable<Timestamp>,
+        meta -> Nullable<Text>,
+        preprocessing -> Integer,
+        started_on -> Nullable<Timestamp>,
+        processed_count -> Integer,
+        applied_count -> Nullable<Integer>,
+        rejected_count -> Nullable<Integer>,
+        unchanged_count -> Nullable<Integer>,
     }
 }
 
@@ -61,6 +68,7 @@ diesel::table! {
         inventory_type -> Text,
         status -> Nullable<Text>,
         attributes -> Nullable<Text>,
+        extra -> Nullable<Text>,
         version -> BigInt,
         created_version -> BigInt,
         created_on -> Timestamp,
@@ -156,6 +164,8 @@ diesel::table! {
         secret_hash -> Text,
         disabled -> Integer,
         created_on -> Timestamp,
+        retailer_id -> Nullable<Text>,
+        permissions -> Nullable<Text>,
     }
 }
 
@@ -163,7 +173,7 @@ diesel::table! {
     tokens (token_hash) {
         token_hash -> Text,
         kind -> Text,
-        user_id -> BigInt,
+        user_id -> Nullable<BigInt>,
         client_id -> BigInt,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,

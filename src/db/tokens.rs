@@ -19,25 +19,29 @@ pub fn insert_tokens(conn: &mut DbConnection, new: &[NewToken]) -> QueryResult<(
     Ok(())
 }
 
-/// The enabled user an unexpired access token belongs to, through an enabled client.
+/// Who an unexpired access token acts for: its enabled user, or for a client's own token
+/// the client; either way through an enabled client.
 pub fn find_access_token_owner(
     conn: &mut DbConnection,
     hash: &str,
     now: NaiveDateTime,
 ) -> QueryResult<Option<TokenOwner>> {
     tokens::table
-        .inner_join(users::table)
+        .left_join(users::table)
         .inner_join(oauth_clients::table)
         .filter(tokens::token_hash.eq(hash))
         .filter(tokens::kind.eq(ACCESS))
         .filter(tokens::expires_at.gt(now))
-        .filter(users::disabled.eq(0))
+        .filter(tokens::user_id.is_null().or(users::disabled.eq(0)))
         .filter(oauth_clients::disabled.eq(0))
         .select((
-            users::id,
-            users::username,
-            users::retailer_id,
-            users::permissions,
+            users::id.nullable(),
+            users::username.nullable(),
+            users::retailer_id.nullable(),
+            users::permissions.nullable(),
+            oauth_clients::client_id,
+            oauth_clients::retailer_id,
+            oauth_clients::permissions,
         ))
         .first(conn)
         .optional()
@@ -61,8 +65,9 @@ pub fn consume_refresh_token(
     )
     .set(tokens::used_at.eq(Some(now)))
     .returning(tokens::user_id)
-    .get_result(conn)
+    .get_result::<Option<i64>>(conn)
     .optional()
+    .map(Option::flatten)
 }
 
 /// Deletes tokens that expired before `before`.

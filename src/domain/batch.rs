@@ -23,6 +23,14 @@ struct CreateBatchWire<'a> {
     entity_type: Option<Scalar>,
     #[serde(default, borrow)]
     entities: Option<&'a RawValue>,
+    #[serde(default)]
+    source: Option<serde_json::Value>,
+    #[serde(default)]
+    event: Option<serde_json::Value>,
+    #[serde(default)]
+    catalogue_ref: Option<serde_json::Value>,
+    #[serde(default)]
+    conditions: Option<serde_json::Value>,
 }
 
 /// An accepted batch request: its records stay raw JSON text until the executor runs it.
@@ -34,6 +42,9 @@ pub struct BatchDraft {
     pub record_count: usize,
     /// Each record's key (retailer, location, SKU), where its key fields are valid.
     pub keys: Vec<Option<RecordKey>>,
+    /// The batch's own fields as sent (`source`, `event`, `catalogueRef`, `conditions`),
+    /// as a JSON object; `None` when it sent none.
+    pub meta: Option<String>,
 }
 
 impl BatchDraft {
@@ -55,6 +66,7 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
     let wire: CreateBatchWire =
         parse_object(body).map_err(|e| vec![format!("the request body is {e}")])?;
     let mut errors = Vec::new();
+    let meta = batch_meta(&wire, &mut errors);
     let mut expect = |field: &str, value: Option<Scalar>, wanted: &'static str| match value {
         None => errors.push(format!("'{field}' is required")),
         Some(Scalar::Str(s)) if s == wanted => {}
@@ -95,7 +107,47 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
         entities: wire.entities.map_or("[]", RawValue::get).to_owned(),
         record_count: records.len(),
         keys: records.iter().map(|r| record_key(r)).collect(),
+        meta,
     })
+}
+
+/// The batch-level fields Fluent clients may send: texts of at most 255 characters, and
+/// `conditions` an object (e.g. `hasRelatedInventoryQuantities`).
+fn batch_meta(wire: &CreateBatchWire, errors: &mut Vec<String>) -> Option<String> {
+    use serde_json::Value;
+    let mut meta = serde_json::Map::new();
+    for (name, value) in [
+        ("source", &wire.source),
+        ("event", &wire.event),
+        ("catalogueRef", &wire.catalogue_ref),
+    ] {
+        match value {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.chars().count() <= 255 && !s.contains('\0') => {
+                meta.insert(name.to_owned(), Value::String(s.clone()));
+            }
+            Some(_) => errors.push(format!(
+                "'{name}' must be a string of at most 255 characters"
+            )),
+        }
+    }
+    match &wire.conditions {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(c)) if Value::Object(c.clone()).to_string().len() <= 4096 => {
+            meta.insert("conditions".to_owned(), Value::Object(c.clone()));
+        }
+        Some(_) => errors.push("'conditions' must be an object of at most 4 KiB".to_owned()),
+    }
+    (!meta.is_empty()).then(|| Value::Object(meta).to_string())
+}
+
+/// Whether Batch Pre-Processing applies to a job's batches: unless its `meta` says
+/// `"preprocessing": "skip"` (Fluent's switch).
+pub fn preprocesses(job_meta: Option<&str>) -> bool {
+    let skip = job_meta
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .is_some_and(|m| m["preprocessing"] == "skip");
+    !skip
 }
 
 #[cfg(test)]
@@ -119,6 +171,32 @@ mod tests {
             "records of another retailer touch nothing"
         );
         assert!(draft.entities.starts_with('[') && draft.entities.contains("29SPM0020X96-1-8"));
+    }
+
+    #[test]
+    fn batch_fields_are_kept_and_checked() {
+        let body = br#"{"action":"UPSERT","entityType":"INVENTORY","source":"SDK","event":"NORMAL",
+            "catalogueRef":"DEFAULT:1","conditions":{"hasRelatedInventoryQuantities":true},"entities":[{}]}"#;
+        assert_eq!(
+            parse_create_batch(body).unwrap().meta.as_deref(),
+            Some(
+                r#"{"catalogueRef":"DEFAULT:1","conditions":{"hasRelatedInventoryQuantities":true},"event":"NORMAL","source":"SDK"}"#
+            )
+        );
+        assert_eq!(
+            parse_create_batch(br#"{"action":"UPSERT","entityType":"INVENTORY","entities":[{}],"source":1,"conditions":[]}"#)
+                .unwrap_err(),
+            vec![
+                "'source' must be a string of at most 255 characters",
+                "'conditions' must be an object of at most 4 KiB"
+            ]
+        );
+        assert!(
+            preprocesses(None)
+                && preprocesses(Some("{}"))
+                && preprocesses(Some(r#"{"description":"x"}"#))
+        );
+        assert!(!preprocesses(Some(r#"{"preprocessing":"skip"}"#)));
     }
 
     #[test]

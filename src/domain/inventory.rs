@@ -62,6 +62,9 @@ pub struct InventoryRecord {
     pub status: Option<String>,
     /// The `attributes` object as JSON text.
     pub attributes: Option<String>,
+    /// Every other top-level field (the SDK's `uom`, `lot`, `expiry`, `effectiveFrom`,
+    /// anything else), as a JSON object, kept as sent.
+    pub extra: Option<String>,
 }
 
 impl InventoryRecord {
@@ -169,6 +172,7 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
     ))
     .flatten();
     let attributes = take!(check_attributes(wire.attributes)).flatten();
+    let extra = take!(extra_fields(raw.get())).flatten();
 
     let entity_ref = reference
         .clone()
@@ -201,6 +205,7 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
                 inventory_type: inventory_type.unwrap_or_else(|| DEFAULT_TYPE.to_owned()),
                 status,
                 attributes,
+                extra,
             })
         }
         _ => Err(RecordError {
@@ -209,6 +214,66 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
             entity_ref,
         }),
     }
+}
+
+/// The fields an InventoryPost documents; every other one is kept in `extra`.
+const DOCUMENTED_FIELDS: [&str; 11] = [
+    "retailerId",
+    "inventoryId",
+    "skuRef",
+    "locationRef",
+    "qty",
+    "correctedQty",
+    "reservedQty",
+    "ref",
+    "type",
+    "status",
+    "attributes",
+];
+
+/// Whether an object has a key beyond `known`, found without building the object.
+struct HasOtherKeys(bool);
+
+impl<'de> Deserialize<'de> for HasOtherKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = HasOtherKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HasOtherKeys, A::Error> {
+                let mut other = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                    other |= !DOCUMENTED_FIELDS.contains(&key.as_ref());
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(HasOtherKeys(other))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
+/// The record's other fields as a JSON object (keys sorted), if it has any.
+fn extra_fields(record: &str) -> Result<Option<String>, String> {
+    let scan: HasOtherKeys = serde_json::from_str(record).map_err(|e| e.to_string())?;
+    if !scan.0 {
+        return Ok(None);
+    }
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(record).map_err(|_| "the record is nested too deeply".to_owned())?;
+    fields.retain(|k, _| !DOCUMENTED_FIELDS.contains(&k.as_str()));
+    let text = serde_json::Value::Object(fields).to_string();
+    if text.len() > MAX_ATTRIBUTES_BYTES {
+        return Err(format!(
+            "the record's other fields must be at most {MAX_ATTRIBUTES_BYTES} bytes in all"
+        ));
+    }
+    Ok(Some(text))
 }
 
 fn check_attributes(raw: Option<&RawValue>) -> Result<Option<String>, String> {
@@ -272,6 +337,22 @@ mod tests {
         assert_eq!(
             r.attributes.as_deref(),
             Some(r#"{"condition":"NEW","expectedOn":"2026-12-01"}"#)
+        );
+        assert_eq!(r.extra, None);
+    }
+
+    #[test]
+    fn fields_beyond_the_documented_ones_are_kept_as_sent() {
+        let r = check(
+            r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"uom":"EA","lot":"L-7",
+            "expiry":"2027-01-31","effectiveFrom":"2026-12-01T00:00:00Z","custom":{"a":[1,2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.extra.as_deref(),
+            Some(
+                r#"{"custom":{"a":[1,2]},"effectiveFrom":"2026-12-01T00:00:00Z","expiry":"2027-01-31","lot":"L-7","uom":"EA"}"#
+            )
         );
     }
 

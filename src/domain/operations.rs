@@ -26,6 +26,8 @@ pub struct Stock {
     pub inventory_type: String,
     pub status: Option<String>,
     pub attributes: Option<String>,
+    /// Other fields Fluent records carried, as a JSON object.
+    pub extra: Option<String>,
 }
 
 impl Stock {
@@ -40,6 +42,7 @@ impl Stock {
             inventory_type: DEFAULT_TYPE.to_owned(),
             status: None,
             attributes: None,
+            extra: None,
         }
     }
 }
@@ -212,9 +215,13 @@ impl View {
     }
 }
 
+/// What Batch Pre-Processing says of a record that would change nothing.
+pub const UNCHANGED: &str = "Inventory unchanged";
+
 /// Fluent's UPSERT: the record's quantity replaces the position's; optional fields it
-/// leaves out keep their stored value.
-pub fn upsert(view: &mut View, record: &InventoryRecord) -> Applied {
+/// leaves out keep their stored value. With `preprocess` (Batch Pre-Processing), a record
+/// that would change nothing on an existing position writes nothing and moves nothing.
+pub fn upsert(view: &mut View, record: &InventoryRecord, preprocess: bool) -> Applied {
     let key = (record.location_ref.clone(), record.sku_ref.clone());
     let before = view.position(&key).cloned();
     let previous = before.as_ref().map_or(0, |s| s.qty);
@@ -235,21 +242,43 @@ pub fn upsert(view: &mut View, record: &InventoryRecord) -> Applied {
     keep(&record.reference, &mut stock.reference);
     keep(&record.status, &mut stock.status);
     keep(&record.attributes, &mut stock.attributes);
+    if let Some(extra) = &record.extra {
+        stock.extra = Some(merged_fields(stock.extra.as_deref(), extra));
+    }
     stock.inventory_type.clone_from(&record.inventory_type);
-    view.set_position(key.clone(), stock);
-    Applied {
-        message: if before.is_some() { UPDATED } else { CREATED }.to_owned(),
-        data: None,
-        movements: vec![Movement {
+    let unchanged = preprocess && before.as_ref() == Some(&stock);
+    let message = match (&before, unchanged) {
+        (_, true) => UNCHANGED,
+        (Some(_), false) => UPDATED,
+        (None, false) => CREATED,
+    };
+    let movements = if unchanged {
+        Vec::new()
+    } else {
+        view.set_position(key.clone(), stock);
+        vec![Movement {
             key: key.clone(),
             operation: "UPSERT",
             previous,
             new: record.qty,
             reason: None,
             reference: record.reference.clone(),
-        }],
+        }]
+    };
+    Applied {
+        message: message.to_owned(),
+        data: None,
+        movements,
         position: Some(key),
     }
+}
+
+/// A record's other fields over the stored ones: those it names replace theirs.
+fn merged_fields(stored: Option<&str>, given: &str) -> String {
+    let parse = |text: &str| serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
+    let mut fields = stored.map(parse).unwrap_or_default();
+    fields.extend(parse(given));
+    Value::Object(fields).to_string()
 }
 
 /// A StateSet item: adjust, transfer, cycle count, update or import.
@@ -610,23 +639,40 @@ mod tests {
             inventory_type: DEFAULT_TYPE.into(),
             status: Some("ACTIVE".into()),
             attributes: None,
+            extra: Some(r#"{"uom":"EA"}"#.into()),
         };
-        let created = upsert(&mut view, &record);
+        let created = upsert(&mut view, &record, true);
         assert_eq!(created.message, CREATED);
         assert_eq!(created.movements[0].previous, 0);
         record.qty = 4;
         record.corrected_qty = None;
         record.status = None;
-        let updated = upsert(&mut view, &record);
+        record.extra = Some(r#"{"lot":"L1"}"#.into());
+        let updated = upsert(&mut view, &record, true);
         assert_eq!(updated.message, UPDATED);
         assert_eq!(
             (updated.movements[0].previous, updated.movements[0].new),
             (10, 4)
         );
-        let stock = view.position(&key("L", "S")).unwrap();
+        let stock = view.position(&key("L", "S")).unwrap().clone();
         assert_eq!(
             (stock.qty, stock.corrected_qty, stock.status.as_deref()),
             (4, Some(2), Some("ACTIVE"))
+        );
+        assert_eq!(stock.extra.as_deref(), Some(r#"{"lot":"L1","uom":"EA"}"#));
+
+        // Batch Pre-Processing: the same record again changes nothing, unless it is off.
+        view.commit();
+        let again = upsert(&mut view, &record, true);
+        assert_eq!(
+            (again.message.as_str(), again.movements.len()),
+            (UNCHANGED, 0)
+        );
+        assert!(view.changes().0.is_empty());
+        let forced = upsert(&mut view, &record, false);
+        assert_eq!(
+            (forced.message.as_str(), forced.movements.len()),
+            (UPDATED, 1)
         );
     }
 }

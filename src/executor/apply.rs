@@ -22,6 +22,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::Connection;
 use serde_json::value::RawValue;
 
+use crate::db::batches::Counts;
 use crate::db::models::{ClaimedBatch, NewResult, FLUENT};
 use crate::db::movements::{self, NewMovement};
 use crate::db::positions::{self, StockWrite};
@@ -29,7 +30,7 @@ use crate::db::{batches, items, results, DbConnection, WriteGate};
 use crate::domain::inventory::{check_record, InventoryRecord, CODE_FAILED, CODE_OK};
 use crate::domain::keys::ITEM_LOCATION;
 use crate::domain::operations::{
-    apply_item, upsert, Applied, PositionKey, Refusal, View, CODE_SKIPPED,
+    apply_item, upsert, Applied, PositionKey, Refusal, View, CODE_SKIPPED, UNCHANGED,
 };
 use crate::domain::stateset::{item_sku, parse_item, Item, Op, Operation, Options};
 
@@ -45,7 +46,9 @@ const SKIPPED: &str = "skipped: an earlier item failed and continue_on_error is 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchSummary {
     pub records: usize,
+    /// Of this run's items: applied (unchanged ones included), rejected, skipped.
     pub applied: usize,
+    pub unchanged: usize,
     pub rejected: usize,
     pub skipped: usize,
     /// Transactions the batch took: more than one when it let API writes go first.
@@ -111,6 +114,8 @@ struct Plan<'a> {
     pending: Vec<usize>,
     /// Set once an item fails in a batch that stops at errors.
     stopped: bool,
+    /// The batch's counts so far.
+    counts: Counts,
 }
 
 /// What one item came to.
@@ -161,20 +166,29 @@ pub fn apply_batch(
                 #[cfg(feature = "fault-injection")]
                 fault_injection::inside_transaction();
                 results::insert_results(conn, batch.id, &rows)?;
-                if next == steps.len() && !batches::complete_batch(conn, batch.id, owner, now())? {
+                let mut counts = plan.counts;
+                rows.iter()
+                    .for_each(|row| count(&mut counts, row.response_code, &row.message));
+                if next < steps.len() {
+                    batches::add_processed(conn, batch.id, rows.len() as i32)?;
+                } else if batches::complete_batch(conn, batch.id, owner, now(), counts)? {
+                    batches::notify_queue_changed(conn)?;
+                } else {
                     return Err(TxError::LeaseLost);
                 }
-                Ok(rows)
+                Ok((rows, counts))
             })
         });
         match done {
-            Ok(rows) => {
+            Ok((rows, counts)) => {
+                plan.counts = counts;
                 for row in &rows {
                     match row.response_code {
                         CODE_OK => summary.applied += 1,
                         CODE_SKIPPED => summary.skipped += 1,
                         _ => summary.rejected += 1,
                     }
+                    summary.unchanged += usize::from(row.message == UNCHANGED);
                 }
                 summary.transactions += 1;
                 if next == steps.len() {
@@ -189,6 +203,33 @@ pub fn apply_batch(
 
 fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
+}
+
+/// Adds one result to a batch's counts.
+fn count(counts: &mut Counts, code: i32, message: &str) {
+    if code == CODE_OK {
+        counts.applied += 1;
+        counts.unchanged += i32::from(message == UNCHANGED);
+    } else {
+        counts.rejected += 1;
+    }
+}
+
+/// The results a batch already has (an interrupted earlier run), by item, and their counts.
+fn recorded(
+    conn: &mut DbConnection,
+    batch_id: i64,
+) -> anyhow::Result<(HashMap<usize, i32>, Counts)> {
+    let mut counts = Counts::default();
+    let recorded = results::recorded_seqs(conn, batch_id)
+        .context("reading the batch's results failed")?
+        .into_iter()
+        .map(|(seq, code, message)| {
+            count(&mut counts, code, &message);
+            (seq as usize, code)
+        })
+        .collect();
+    Ok((recorded, counts))
 }
 
 /// Checks every item and finds those still to apply.
@@ -240,11 +281,7 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
     };
     #[cfg(feature = "fault-injection")]
     fault_injection::before_apply(&checked);
-    let recorded: HashMap<usize, i32> = results::recorded_seqs(conn, batch.id)
-        .context("reading the batch's results failed")?
-        .into_iter()
-        .map(|(seq, code)| (seq as usize, code))
-        .collect();
+    let (recorded, counts) = recorded(conn, batch.id)?;
     let stopped = !options.continue_on_error
         && recorded
             .values()
@@ -258,6 +295,7 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
         options,
         pending,
         stopped,
+        counts,
     })
 }
 
@@ -375,7 +413,9 @@ fn decide(plan: &mut Plan, view: &mut View, i: usize) -> Outcome {
         return Outcome::Skipped;
     }
     let outcome = match &plan.checked[i] {
-        Checked::Record(record) => Outcome::Applied(upsert(view, record)),
+        Checked::Record(record) => {
+            Outcome::Applied(upsert(view, record, plan.batch.preprocessing != 0))
+        }
         Checked::Item(item) => match apply_item(view, item) {
             Ok(applied) => Outcome::Applied(applied),
             Err(refusal) => Outcome::Refused(refusal),
@@ -519,11 +559,7 @@ pub fn fail_batch(
     owner: &str,
     reason: &str,
 ) -> anyhow::Result<bool> {
-    let recorded: HashMap<usize, i32> = results::recorded_seqs(conn, batch.id)
-        .context("reading the batch's results failed")?
-        .into_iter()
-        .map(|(seq, code)| (seq as usize, code))
-        .collect();
+    let (recorded, mut counts) = recorded(conn, batch.id)?;
     let rows: Vec<NewResult> = (0..batch.record_count)
         .filter(|seq| !recorded.contains_key(&(*seq as usize)))
         .map(|seq| NewResult {
@@ -538,7 +574,9 @@ pub fn fail_batch(
     let completed = gate.executor(|| {
         conn.transaction::<_, TxError, _>(|conn| {
             results::insert_results(conn, batch.id, &rows)?;
-            if batches::complete_batch(conn, batch.id, owner, now())? {
+            counts.rejected += rows.len() as i32;
+            if batches::complete_batch(conn, batch.id, owner, now(), counts)? {
+                batches::notify_queue_changed(conn)?;
                 Ok(())
             } else {
                 Err(TxError::LeaseLost)
@@ -693,6 +731,8 @@ mod tests {
                 sku_max: Some("~"),
                 loc_min: Some("L"),
                 loc_max: Some("L"),
+                meta: None,
+                preprocessing: 1,
                 attempts: 0,
                 created_on: now,
             };

@@ -11,9 +11,9 @@ use crate::api::idempotency::{create_once, request_key, stored_response, Answer,
 use crate::api::principal::require;
 use crate::api::support::{blocking, parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::auth::{Permission, Principal};
-use crate::db::models::{NewBatch, COMPLETE, FLUENT, PENDING};
+use crate::db::models::{Batch, NewBatch, COMPLETE, FLUENT, PENDING};
 use crate::db::{batches, results};
-use crate::domain::batch::parse_create_batch;
+use crate::domain::batch::{parse_create_batch, preprocesses};
 use crate::domain::job::{job_status, JobStatus};
 use crate::domain::keys::KeyBox;
 use crate::domain::paging::Page;
@@ -24,14 +24,58 @@ pub struct PageQuery {
     count: Option<i64>,
 }
 
+/// What the batch, job and job-results views show of a batch: its state, progress (the
+/// SDK's `processedEntities` / `totalEntities`), counts once COMPLETE, and the batch-level
+/// fields it was posted with (`source`, `event`, `catalogueRef`, `conditions`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchFacts {
+    pub batch_id: String,
+    pub entity_type: String,
+    pub status: String,
+    pub created_on: String,
+    pub started_on: Option<String>,
+    pub completed_on: Option<String>,
+    pub attempts: i32,
+    pub total_entities: i32,
+    pub processed_entities: i32,
+    pub applied_entities: Option<i32>,
+    pub rejected_entities: Option<i32>,
+    pub unchanged_entities: Option<i32>,
+    #[serde(flatten)]
+    pub posted_with: serde_json::Map<String, serde_json::Value>,
+}
+
+impl BatchFacts {
+    pub fn of(batch: &Batch) -> BatchFacts {
+        BatchFacts {
+            batch_id: batch.id.to_string(),
+            entity_type: batch.entity_type.clone(),
+            status: batch.status.clone(),
+            created_on: rfc3339(batch.created_on),
+            started_on: batch.started_on.map(rfc3339),
+            completed_on: batch.completed_on.map(rfc3339),
+            attempts: batch.attempts,
+            total_entities: batch.record_count,
+            processed_entities: batch.processed_count,
+            applied_entities: batch.applied_count,
+            rejected_entities: batch.rejected_count,
+            unchanged_entities: batch.unchanged_count,
+            posted_with: batch
+                .meta
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BatchResponse {
-    batch_id: String,
+    #[serde(flatten)]
+    facts: BatchFacts,
     job_id: String,
-    entity_type: String,
-    status: String,
-    created_on: String,
     start: i64,
     count: i64,
     total: i64,
@@ -66,6 +110,7 @@ pub async fn create_batch(
         Err(errors) => Err(ApiError::BadRequest(errors)),
     })
     .await?;
+    let preprocessing = state.settings.batch_preprocessing;
     let answer = create_once(&state, key, move |conn| {
         // The body's share of the in-flight budget is held until the batch is stored.
         let _body = body;
@@ -93,6 +138,8 @@ pub async fn create_batch(
             sku_max: bound(|b| &b.sku_max),
             loc_min: bound(|b| &b.loc_min),
             loc_max: bound(|b| &b.loc_max),
+            meta: draft.meta.as_deref(),
+            preprocessing: i32::from(preprocessing && preprocesses(job.meta.as_deref())),
             attempts: 0,
             created_on: now,
         };
@@ -137,11 +184,8 @@ pub async fn get_batch(
     })
     .await?;
     Ok(HttpResponse::Ok().json(BatchResponse {
-        batch_id: batch.id.to_string(),
+        facts: BatchFacts::of(&batch),
         job_id: job_id.to_string(),
-        entity_type: batch.entity_type,
-        status: batch.status,
-        created_on: rfc3339(batch.created_on),
         start: page.start,
         count: page.count,
         total: batch.record_count.into(),

@@ -48,7 +48,14 @@ struct PositionResponse {
     attributes: Option<serde_json::Value>,
     created_on: String,
     updated_on: String,
+    /// Every other field records carried (`uom`, `lot`, `expiry`, `effectiveFrom`, ...),
+    /// as sent; those named like the fields above are not shown.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Names of [`PositionResponse`]'s own fields that records' other fields cannot take.
+const OWN_FIELDS: [&str; 3] = ["id", "createdOn", "updatedOn"];
 
 pub async fn list_positions(
     principal: Principal,
@@ -98,6 +105,14 @@ pub async fn list_positions(
                     .and_then(|a| serde_json::from_str(a).ok()),
                 created_on: rfc3339(p.created_on),
                 updated_on: rfc3339(p.updated_on),
+                extra: p
+                    .extra
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str::<serde_json::Map<_, _>>(e).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
+                    .collect(),
             })
             .collect(),
     }))

@@ -4,14 +4,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
 
+use super::batches::BatchFacts;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, stored_response, Made};
 use crate::api::principal::require;
 use crate::api::support::{parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::api::ErrorEntry;
 use crate::auth::{Permission, Principal};
-use crate::db::models::{Job, NewJob};
-use crate::db::{batches, jobs, DbConnection};
+use crate::db::models::{Job, NewJob, COMPLETE, RUNNING};
+use crate::db::{batches, jobs, results, DbConnection};
 use crate::domain::job::{job_status, parse_create_job};
 
 /// The answer to a create: Fluent's `{"id": "..."}`.
@@ -29,16 +31,7 @@ struct JobResponse {
     status: &'static str,
     meta: Option<serde_json::Value>,
     created_on: String,
-    batch: Vec<JobBatch>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JobBatch {
-    batch_id: String,
-    entity_type: String,
-    status: String,
-    created_on: String,
+    batch: Vec<BatchFacts>,
 }
 
 pub async fn create_job(
@@ -100,13 +93,110 @@ pub async fn get_job(
         name: job.name,
         retailer_id: job.retailer_id,
         created_on: rfc3339(job.created_on),
-        batch: batches
+        batch: batches.iter().map(BatchFacts::of).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobResults {
+    id: String,
+    status: &'static str,
+    total_batches: usize,
+    /// COMPLETE with every record applied (200, unchanged included).
+    successful_batches: usize,
+    /// COMPLETE with at least one record not applied.
+    failed_batches: usize,
+    pending_batches: usize,
+    running_batches: usize,
+    records: RecordCounts,
+    results: Vec<BatchOutcome>,
+}
+
+#[derive(Serialize, Default)]
+struct RecordCounts {
+    /// Records in every batch of the job, COMPLETE or not.
+    total: i64,
+    applied: i64,
+    rejected: i64,
+    unchanged: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchOutcome {
+    batch_id: String,
+    status: String,
+    processed_entities: i32,
+    total_entities: i32,
+    /// The first records not applied (at most [`MAX_ERRORS_SHOWN`]), as `{code, message}`.
+    errors: Vec<ErrorEntry>,
+}
+
+/// Errors shown per batch in the job results; the batch's results have them all.
+const MAX_ERRORS_SHOWN: i64 = 10;
+
+/// `GET /api/v4.1/job/{jobId}/results`: every batch's outcome, as Fluent's SDK reads it.
+pub async fn job_results(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::JobView)?;
+    let job_id = parse_id("job", &path)?;
+    let (job, batches) = with_conn(&state.pool, move |conn| {
+        let job = find_visible_job(conn, &principal, job_id)?;
+        let batches = batches::list_job_batches(conn, job_id)?
             .into_iter()
-            .map(|b| JobBatch {
+            .map(|b| {
+                let errors = if b.rejected_count.unwrap_or(0) > 0 {
+                    results::first_errors(conn, b.id, MAX_ERRORS_SHOWN)?
+                } else {
+                    Vec::new()
+                };
+                Ok((b, errors))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok((job, batches))
+    })
+    .await?;
+    let mut records = RecordCounts::default();
+    let (mut successful, mut failed, mut pending, mut running) = (0, 0, 0, 0);
+    for (b, _) in &batches {
+        records.total += i64::from(b.record_count);
+        records.applied += i64::from(b.applied_count.unwrap_or(0));
+        records.rejected += i64::from(b.rejected_count.unwrap_or(0));
+        records.unchanged += i64::from(b.unchanged_count.unwrap_or(0));
+        match (b.status.as_str(), b.rejected_count.unwrap_or(0)) {
+            (COMPLETE, 0) => successful += 1,
+            (COMPLETE, _) => failed += 1,
+            (RUNNING, _) => running += 1,
+            _ => pending += 1,
+        }
+    }
+    Ok(HttpResponse::Ok().json(JobResults {
+        id: job.id.to_string(),
+        status: job_status(job.created_on, Utc::now().naive_utc()).as_str(),
+        total_batches: batches.len(),
+        successful_batches: successful,
+        failed_batches: failed,
+        pending_batches: pending,
+        running_batches: running,
+        records,
+        results: batches
+            .into_iter()
+            .map(|(b, errors)| BatchOutcome {
                 batch_id: b.id.to_string(),
-                entity_type: b.entity_type,
                 status: b.status,
-                created_on: rfc3339(b.created_on),
+                processed_entities: b.processed_count,
+                total_entities: b.record_count,
+                errors: errors
+                    .into_iter()
+                    .map(|(code, message)| ErrorEntry {
+                        code: code.to_string(),
+                        message,
+                    })
+                    .collect(),
             })
             .collect(),
     }))

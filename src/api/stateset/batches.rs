@@ -105,6 +105,8 @@ pub async fn create_batch(
             sku_max: key_box.map(|b| b.sku_max.as_str()),
             loc_min: key_box.map(|b| b.loc_min.as_str()),
             loc_max: key_box.map(|b| b.loc_max.as_str()),
+            meta: None,
+            preprocessing: 0,
             attempts: 0,
             created_on: Utc::now().naive_utc(),
         };

@@ -46,6 +46,40 @@ pub struct RecordResult {
     pub message: String,
 }
 
+/// A StateSet batch as `POST /api/v1/inventory/batch` (200) and `GET .../{batch_id}` show it.
+#[derive(Deserialize, Debug)]
+pub struct StateSetBatch {
+    pub batch_id: String,
+    pub status: String,
+    pub summary: Summary,
+    pub results: Vec<ItemResult>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Summary {
+    pub total_items: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct ItemResult {
+    pub sku: Option<String>,
+    pub status: String,
+    pub message: String,
+    pub data: Option<Adjusted>,
+}
+
+/// An applied adjustment's result data.
+#[derive(Deserialize, Debug)]
+pub struct Adjusted {
+    pub location: String,
+    pub previous_quantity: i64,
+    pub new_quantity: i64,
+    pub adjustment: i64,
+}
+
 /// A request that succeeded, and how many 503s it met first.
 pub struct Accepted<T> {
     pub value: T,
@@ -81,6 +115,14 @@ impl Api {
             http,
             token,
         })
+    }
+
+    /// The same client with another bearer token (a StateSet API key).
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
     }
 
     pub fn authenticated(&self) -> bool {
@@ -142,6 +184,27 @@ impl Api {
             value: response.value.json::<Id>()?.id,
             retries: response.retries,
         })
+    }
+
+    /// Posts a StateSet batch (JSON); the answer's status (200 with final results, or 202
+    /// while the batch is processing) and the batch.
+    pub fn post_stateset(&self, body: &[u8]) -> anyhow::Result<(StatusCode, StateSetBatch)> {
+        let response = self.send("POST /api/v1/inventory/batch", || {
+            self.http
+                .post(format!("{}/api/v1/inventory/batch", self.base))
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+        })?;
+        let status = response.value.status();
+        Ok((status, response.value.json()?))
+    }
+
+    pub fn stateset_batch(&self, batch_id: &str) -> anyhow::Result<StateSetBatch> {
+        let url = format!("{}/api/v1/inventory/batch/{batch_id}", self.base);
+        Ok(self
+            .send("GET /api/v1/inventory/batch", || self.http.get(&url))?
+            .value
+            .json()?)
     }
 
     pub fn page(

@@ -49,7 +49,11 @@ pub struct Args {
     /// Idle-latency probes and page reads per pass (medians are reported).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// CI mode: 4 batches of 200 records from 2 clients, every check still made.
+    /// Items per StateSet adjustment batch (1..=1000).
+    #[arg(long, default_value_t = 1000)]
+    pub adjust_items: usize,
+    /// CI mode: 4 batches of 200 records from 2 clients, StateSet batches of 100 items,
+    /// every check still made.
     #[arg(long)]
     pub smoke: bool,
 }
@@ -63,6 +67,7 @@ impl Args {
             args.records = 200;
             args.clients = 2;
             args.repeats = 2;
+            args.adjust_items = 100;
         }
         anyhow::ensure!(
             (1..=5000).contains(&args.records),
@@ -74,6 +79,10 @@ impl Args {
             "--clients must be 1..=--batches"
         );
         anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1");
+        anyhow::ensure!(
+            (1..=1000).contains(&args.adjust_items),
+            "--adjust-items must be 1..=1000"
+        );
         Ok(args)
     }
 

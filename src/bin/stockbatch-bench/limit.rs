@@ -1,6 +1,8 @@
-//! The limit: the service's writes — one upsert per record into `inventory_positions`, one
-//! `batch_results` row per record, a `jobs` and a `batches` row, one transaction per batch —
-//! done straight from Rust on a fresh database of the same backend, by several methods.
+//! The limit: the service's writes — each record's position read (its quantity before),
+//! then created or updated in `inventory_positions`, one `inventory_movements` row (the
+//! ledger) and one `batch_results` row per record, a `jobs` and a `batches` row, one
+//! transaction per batch — done straight from Rust on a fresh database of the same backend,
+//! by several methods.
 
 use std::time::{Duration, Instant};
 
@@ -10,17 +12,22 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamp, Untyped};
 use diesel::sqlite::Sqlite;
-use stockbatch::db::schema::{batch_results, batches, inventory_positions, jobs};
+use stockbatch::db::models::FLUENT;
+use stockbatch::db::schema::{
+    batch_results, batches, inventory_movements, inventory_positions, jobs,
+};
 use stockbatch::db::{build_pool, ladder_chunks, run_migrations, DbConnection};
 use stockbatch::executor::VERSION_STRIDE;
 
 use crate::args::{Args, Db};
 use crate::service::FreshDb;
-use crate::workload::{expected_message, Checks, Record, Space, CREATED, RETAILER, UPDATED};
+use crate::workload::{
+    expected_message, Checks, Record, Space, CREATED, RETAILER, UPDATED, UPDATE_DELTA,
+};
 
-/// The columns an upsert writes, in the order its values come.
+/// The columns a position write fills, in the order its values come.
 const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
     inventory_id, reference, inventory_type, status, attributes, version, created_version, \
     created_on, updated_on";
@@ -39,8 +46,15 @@ const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO U
     version = excluded.version, updated_on = excluded.updated_on \
     WHERE inventory_positions.version < excluded.version";
 
-/// What an upsert reports of each write that landed.
-const RETURNING: &str = " RETURNING id, version, created_version";
+/// What an update of an existing position sets (records leave the optional fields out).
+const UPDATE_SET: &str = "qty = u.q, inventory_type = 'LAST_ON_HAND', version = u.v, updated_on = ";
+
+const RESULT_COLUMNS: &str = "batch_id, seq, entity_id, entity_ref, response_code, message";
+/// The ledger's columns a Fluent UPSERT fills (`reason` and `reference` stay NULL).
+const MOVEMENT_COLUMNS: &str =
+    "position_id, batch_id, item_index, api, operation, previous_qty, new_qty, created_on";
+/// How the ledger names a Fluent UPSERT.
+const OPERATION: &str = "UPSERT";
 
 const SQLITE_MAX_BINDS: usize = 32_766;
 const PG_MAX_BINDS: usize = 65_535;
@@ -53,8 +67,10 @@ const NULLS: &str =
 pub enum Method {
     SqliteMultiRow,
     SqliteMultiRowCached,
+    SqliteReadWrite,
     SqlitePrepared,
     PgUnnest,
+    PgReadWrite,
     PgValues,
     PgCopy,
 }
@@ -62,14 +78,26 @@ pub enum Method {
 impl Method {
     pub fn name(self) -> &'static str {
         match self {
-            Method::SqliteMultiRow => "multi-row INSERT, chunks under 32766 binds",
-            Method::SqliteMultiRowCached => {
-                "multi-row INSERT, 128-row prepared statements (cached)"
+            Method::SqliteMultiRow => {
+                "read, multi-row upsert; chunks under 32766 binds, prepared anew each time"
             }
-            Method::SqlitePrepared => "single-row prepared statements (cached)",
-            Method::PgUnnest => "UNNEST arrays (2 statements)",
-            Method::PgValues => "multi-row VALUES, chunks under 65535 binds",
-            Method::PgCopy => "COPY to temp table, INSERT ... SELECT (1 statement)",
+            Method::SqliteMultiRowCached => {
+                "read, multi-row upsert; 128-row prepared statements (cached)"
+            }
+            Method::SqliteReadWrite => {
+                "read, INSERT new / UPDATE existing; 128-row prepared statements (cached)"
+            }
+            Method::SqlitePrepared => "read, upsert; single-row prepared statements (cached)",
+            Method::PgUnnest => "UNNEST arrays: read, upsert, results, movements (4 statements)",
+            Method::PgReadWrite => {
+                "UNNEST arrays: read, INSERT new / UPDATE existing, results, movements (5 statements)"
+            }
+            Method::PgValues => {
+                "multi-row VALUES: read, upsert, results, movements; chunks under 65535 binds"
+            }
+            Method::PgCopy => {
+                "COPY to temp table, then read, upsert, results, movements in 1 statement"
+            }
         }
     }
 
@@ -78,9 +106,15 @@ impl Method {
             Db::Sqlite => &[
                 Method::SqliteMultiRow,
                 Method::SqliteMultiRowCached,
+                Method::SqliteReadWrite,
                 Method::SqlitePrepared,
             ],
-            Db::Postgres => &[Method::PgUnnest, Method::PgValues, Method::PgCopy],
+            Db::Postgres => &[
+                Method::PgUnnest,
+                Method::PgReadWrite,
+                Method::PgValues,
+                Method::PgCopy,
+            ],
         }
     }
 }
@@ -110,16 +144,19 @@ pub fn run(args: &Args, checks: &Checks) -> anyhow::Result<Vec<LimitRun>> {
         let mut records_per_sec = [0.0; 2];
         for pass in [1u8, 2] {
             let mut busy = Duration::ZERO;
+            let mut first_batch = None;
             for batch in 0..args.batches {
                 let records: Vec<Record> = (0..args.records)
                     .map(|i| Record::new(Space::Main, batch, i, args.records, pass))
                     .collect();
                 let started = Instant::now();
-                write_batch(&mut conn, method, &records)?;
+                let id = write_batch(&mut conn, method, &records)?;
                 busy += started.elapsed();
+                first_batch.get_or_insert(id);
             }
             records_per_sec[pass as usize - 1] = args.total_records() as f64 / busy.as_secs_f64();
-            verify(&mut conn, args, pass, method, checks)?;
+            let first_batch = first_batch.expect("at least one batch");
+            verify(&mut conn, args, pass, first_batch, method, checks)?;
         }
         runs.push(LimitRun {
             method,
@@ -129,11 +166,21 @@ pub fn run(args: &Args, checks: &Checks) -> anyhow::Result<Vec<LimitRun>> {
     Ok(runs)
 }
 
-/// After pass `pass`: one position per record, and one result per record of each pass.
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// After pass `pass` (its batches have ids from `first_batch` on): one position per
+/// record; one result per record of each pass; one movement per record of each pass, and
+/// each of this pass's names its record's position (by the record's result) with the
+/// quantity before (0 for a position created) and the one stored.
 fn verify(
     conn: &mut DbConnection,
     args: &Args,
     pass: u8,
+    first_batch: i64,
     method: Method,
     checks: &Checks,
 ) -> QueryResult<()> {
@@ -151,49 +198,126 @@ fn verify(
             expected_message(pass)
         )
     });
+    let movements: i64 = inventory_movements::table.count().get_result(conn)?;
+    let previous = if pass == 1 {
+        "0".to_owned()
+    } else {
+        format!("p.qty - {UPDATE_DELTA}")
+    };
+    let consistent = sql_query(format!(
+        "SELECT COUNT(*) AS n FROM inventory_movements m \
+         JOIN inventory_positions p ON p.id = m.position_id \
+         JOIN batch_results r ON r.batch_id = m.batch_id AND r.seq = m.item_index \
+           AND r.entity_id = m.position_id \
+         WHERE m.batch_id >= {first_batch} AND m.api = '{FLUENT}' AND m.operation = '{OPERATION}' \
+           AND m.new_qty = p.qty AND m.previous_qty = {previous}"
+    ));
+    let consistent = match conn {
+        DbConnection::Sqlite(c) => consistent.get_result::<Count>(c)?,
+        DbConnection::Pg(c) => consistent.get_result::<Count>(c)?,
+    }
+    .n;
+    checks.ensure(
+        movements == expected * i64::from(pass) && consistent == expected,
+        || {
+            format!(
+                "limit, {}, pass {pass}: {movements} movements in all, expected {}; {consistent} \
+                 of this pass name their record's position and quantities, expected {expected}",
+                method.name(),
+                expected * i64::from(pass)
+            )
+        },
+    );
     Ok(())
 }
 
-/// What an upsert did to a position.
-#[derive(QueryableByName, Clone, Copy)]
-struct Landed {
+/// One batch being written.
+struct Batch<'a> {
+    id: i64,
+    /// Record `seq` writes version `base + seq`.
+    base: i64,
+    records: &'a [Record],
+    now: NaiveDateTime,
+}
+
+/// Record `seq`'s position as read before the write.
+#[derive(QueryableByName)]
+struct Before {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    qty: i64,
+}
+
+/// A position written; its version names the record.
+#[derive(QueryableByName)]
+struct Written {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = BigInt)]
     version: i64,
-    #[diesel(sql_type = BigInt)]
-    created_version: i64,
 }
 
-/// One result row, as the executor writes it.
-struct ResultRow {
+/// What the batch did to one record: its result row and its movement.
+struct Outcome {
+    batch_id: i64,
     seq: i32,
-    entity_id: i64,
+    position_id: i64,
     entity_ref: String,
     message: &'static str,
+    previous: i64,
+    new: i64,
 }
 
-fn result_rows(records: &[Record], base: i64, landed: &[Landed]) -> Vec<ResultRow> {
-    let mut rows: Vec<Option<ResultRow>> = (0..records.len()).map(|_| None).collect();
-    for l in landed {
-        let seq = (l.version - base) as usize;
-        rows[seq] = Some(ResultRow {
-            seq: seq as i32,
-            entity_id: l.id,
-            entity_ref: records[seq].entity_ref(),
-            message: if l.created_version == l.version {
-                CREATED
-            } else {
-                UPDATED
-            },
-        });
+impl Batch<'_> {
+    fn version(&self, seq: usize) -> i64 {
+        self.base + seq as i64
     }
-    // Every write lands (versions only grow); a missing one shows in `verify`'s counts.
-    rows.into_iter().flatten().collect()
+
+    /// Record by record, in order: the position id from the write and the quantity before
+    /// from the read. A record whose write did not land gets none (`verify` counts them).
+    fn outcomes(&self, before: &[Before], written: &[Written]) -> Vec<Outcome> {
+        let mut previous = vec![None; self.records.len()];
+        for b in before {
+            previous[b.seq as usize] = Some(b.qty);
+        }
+        let mut ids = vec![None; self.records.len()];
+        for w in written {
+            ids[(w.version - self.base) as usize] = Some(w.id);
+        }
+        ids.iter()
+            .zip(previous)
+            .zip(self.records)
+            .enumerate()
+            .filter_map(|(seq, ((id, previous), record))| {
+                Some(Outcome {
+                    batch_id: self.id,
+                    seq: seq as i32,
+                    position_id: (*id)?,
+                    entity_ref: record.entity_ref(),
+                    message: if previous.is_some() { UPDATED } else { CREATED },
+                    previous: previous.unwrap_or(0),
+                    new: record.qty,
+                })
+            })
+            .collect()
+    }
+
+    /// The records whose positions the read did not find.
+    fn new_seqs(&self, before: &[Before]) -> Vec<usize> {
+        let mut found = vec![false; self.records.len()];
+        for b in before {
+            found[b.seq as usize] = true;
+        }
+        (0..self.records.len()).filter(|&s| !found[s]).collect()
+    }
 }
 
-/// One transaction: a job, a COMPLETE batch, the upserts and the results.
-fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> QueryResult<()> {
+/// One transaction: a job, a COMPLETE batch, the positions, results and movements.
+/// Returns the batch id.
+fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> QueryResult<i64> {
     conn.transaction(|conn| {
         let now = Utc::now().naive_utc();
         let job_id: i64 = diesel::insert_into(jobs::table)
@@ -204,9 +328,11 @@ fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> Q
             ))
             .returning(jobs::id)
             .get_result(conn)?;
-        let batch_id: i64 = diesel::insert_into(batches::table)
+        let id: i64 = diesel::insert_into(batches::table)
             .values((
-                batches::job_id.eq(job_id),
+                batches::job_id.eq(Some(job_id)),
+                batches::retailer_id.eq(RETAILER),
+                batches::api.eq(FLUENT),
                 batches::action.eq("UPSERT"),
                 batches::entity_type.eq("INVENTORY"),
                 batches::status.eq("COMPLETE"),
@@ -217,410 +343,573 @@ fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> Q
             ))
             .returning(batches::id)
             .get_result(conn)?;
-        let base = batch_id * VERSION_STRIDE;
+        let b = Batch {
+            id,
+            base: id * VERSION_STRIDE,
+            records,
+            now,
+        };
         match (method, conn) {
             (Method::SqliteMultiRow, DbConnection::Sqlite(c)) => {
-                sqlite_multi_row(c, batch_id, base, records, now)
+                sqlite_upsert(c, Chunks::Uncached, &b)
             }
             (Method::SqliteMultiRowCached, DbConnection::Sqlite(c)) => {
-                sqlite_multi_row_cached(c, batch_id, base, records, now)
+                sqlite_upsert(c, Chunks::Cached(CACHED_SIZES), &b)
             }
             (Method::SqlitePrepared, DbConnection::Sqlite(c)) => {
-                sqlite_prepared(c, batch_id, base, records, now)
+                sqlite_upsert(c, Chunks::Cached(&[1]), &b)
             }
-            (Method::PgUnnest, DbConnection::Pg(c)) => pg_unnest(c, batch_id, base, records, now),
-            (Method::PgValues, DbConnection::Pg(c)) => pg_values(c, batch_id, base, records, now),
-            (Method::PgCopy, DbConnection::Pg(c)) => pg_copy(c, batch_id, base, records, now),
+            (Method::SqliteReadWrite, DbConnection::Sqlite(c)) => sqlite_read_write(c, &b),
+            (Method::PgUnnest, DbConnection::Pg(c)) => pg_unnest(c, &b),
+            (Method::PgReadWrite, DbConnection::Pg(c)) => pg_read_write(c, &b),
+            (Method::PgValues, DbConnection::Pg(c)) => pg_values(c, &b),
+            (Method::PgCopy, DbConnection::Pg(c)) => pg_copy(c, &b),
             _ => unreachable!("methods are chosen by backend"),
-        }
+        }?;
+        Ok(id)
     })
 }
 
-fn sqlite_multi_row(
-    c: &mut SqliteConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    const ROW: &str =
-        "(?, ?, ?, ?, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', NULL, NULL, ?, ?, ?, ?)";
-    let per = SQLITE_MAX_BINDS / 8;
-    let mut landed = Vec::with_capacity(records.len());
-    for (k, chunk) in records.chunks(per).enumerate() {
-        let sql = format!(
-            "INSERT INTO inventory_positions ({COLUMNS}) VALUES {} {ON_CONFLICT}{RETURNING}",
-            vec![ROW; chunk.len()].join(", ")
-        );
-        let mut query = sql_query(sql).into_boxed::<Sqlite>();
-        for (j, r) in chunk.iter().enumerate() {
-            let version = base + (k * per + j) as i64;
-            query = query
-                .bind::<Text, _>(RETAILER)
-                .bind::<Text, _>(&r.location_ref)
-                .bind::<Text, _>(&r.sku_ref)
-                .bind::<BigInt, _>(r.qty)
-                .bind::<BigInt, _>(version)
-                .bind::<BigInt, _>(version)
-                .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(now);
-        }
-        landed.extend(query.load::<Landed>(c)?);
-    }
-    let rows = result_rows(records, base, &landed);
-    for chunk in rows.chunks(SQLITE_MAX_BINDS / 5) {
-        let sql = format!(
-            "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-             VALUES {}",
-            vec!["(?, ?, ?, ?, 200, ?)"; chunk.len()].join(", ")
-        );
-        let mut query = sql_query(sql).into_boxed::<Sqlite>();
-        for row in chunk {
-            query = query
-                .bind::<BigInt, _>(batch_id)
-                .bind::<Integer, _>(row.seq)
-                .bind::<BigInt, _>(row.entity_id)
-                .bind::<Text, _>(&row.entity_ref)
-                .bind::<Text, _>(row.message);
-        }
-        query.execute(c)?;
-    }
-    Ok(())
-}
-
-/// A statement with a static query id: diesel prepares it once per connection and
-/// reuses it (`sql_query` is prepared anew on every call).
-macro_rules! prepared {
-    ($name:ident, $id:ident, $sql_type:ty, |$self:ident, $out:ident| $walk:block) => {
-        struct $id;
-        impl QueryId for $name<'_> {
-            type QueryId = $id;
-            const HAS_STATIC_QUERY_ID: bool = true;
-        }
-        impl Query for $name<'_> {
-            type SqlType = $sql_type;
-        }
-        impl RunQueryDsl<SqliteConnection> for $name<'_> {}
-        impl QueryFragment<Sqlite> for $name<'_> {
-            fn walk_ast<'b>(&'b $self, mut $out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> $walk
-        }
-    };
-}
-
-struct UpsertOne<'a> {
-    record: &'a Record,
-    version: i64,
-    now: NaiveDateTime,
-}
-
-prepared!(
-    UpsertOne,
-    UpsertOneId,
-    (BigInt, BigInt, BigInt),
-    |self, out| {
-        out.push_sql("INSERT INTO inventory_positions (");
-        out.push_sql(COLUMNS);
-        out.push_sql(") VALUES (");
-        out.push_bind_param::<Text, str>(RETAILER)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, String>(&self.record.location_ref)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, String>(&self.record.sku_ref)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.record.qty)?;
-        out.push_sql(", NULL, NULL, NULL, NULL, 'LAST_ON_HAND', NULL, NULL, ");
-        out.push_bind_param::<BigInt, i64>(&self.version)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.version)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, NaiveDateTime>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, NaiveDateTime>(&self.now)?;
-        out.push_sql(") ");
-        out.push_sql(ON_CONFLICT);
-        out.push_sql(RETURNING);
-        Ok(())
-    }
-);
-
-struct ResultOne<'a> {
-    batch_id: i64,
-    row: &'a ResultRow,
-}
-
-prepared!(ResultOne, ResultOneId, (), |self, out| {
-    out.push_sql(
-        "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) VALUES (",
-    );
-    out.push_bind_param::<BigInt, i64>(&self.batch_id)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Integer, i32>(&self.row.seq)?;
-    out.push_sql(", ");
-    out.push_bind_param::<BigInt, i64>(&self.row.entity_id)?;
-    out.push_sql(", ");
-    out.push_bind_param::<Text, String>(&self.row.entity_ref)?;
-    out.push_sql(", 200, ");
-    out.push_bind_param::<Text, str>(self.row.message)?;
-    out.push_sql(")");
-    Ok(())
-});
-
-/// Multi-row statements in a few fixed sizes. Their text depends only on the row count,
-/// so diesel caches each prepared statement by its text; the timestamp is bound once.
-struct UpsertMany<'a> {
-    records: &'a [Record],
-    versions: Vec<i64>,
-    now: NaiveDateTime,
-}
-
-impl QueryId for UpsertMany<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for UpsertMany<'_> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl RunQueryDsl<SqliteConnection> for UpsertMany<'_> {}
-
-impl QueryFragment<Sqlite> for UpsertMany<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO inventory_positions (");
-        out.push_sql(COLUMNS);
-        out.push_sql(
-            ") SELECT column1, column2, column3, column4, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', \
-             NULL, NULL, column5, column5, now.t, now.t FROM (SELECT ",
-        );
-        out.push_bind_param::<Timestamp, NaiveDateTime>(&self.now)?;
-        out.push_sql(" AS t) AS now, (VALUES ");
-        for (i, (r, version)) in self.records.iter().zip(&self.versions).enumerate() {
-            out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<Text, str>(RETAILER)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, String>(&r.location_ref)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, String>(&r.sku_ref)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, i64>(&r.qty)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, i64>(version)?;
-            out.push_sql(")");
-        }
-        out.push_sql(") WHERE true ");
-        out.push_sql(ON_CONFLICT);
-        out.push_sql(RETURNING);
-        Ok(())
-    }
-}
-
-struct ResultsMany<'a> {
-    batch_id: i64,
-    rows: &'a [ResultRow],
-}
-
-impl QueryId for ResultsMany<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl RunQueryDsl<SqliteConnection> for ResultsMany<'_> {}
-
-impl QueryFragment<Sqlite> for ResultsMany<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) VALUES ",
-        );
-        for (i, row) in self.rows.iter().enumerate() {
-            out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<BigInt, i64>(&self.batch_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, i32>(&row.seq)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, i64>(&row.entity_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, String>(&row.entity_ref)?;
-            out.push_sql(", 200, ");
-            out.push_bind_param::<Text, str>(row.message)?;
-            out.push_sql(")");
-        }
-        Ok(())
-    }
-}
-
-/// The service's statement sizes: three statement texts in all, each cached.
+/// The service's statement sizes: three statement texts per statement, each cached.
 const CACHED_SIZES: &[usize] = &[128, 16, 1];
 
-fn sqlite_multi_row_cached(
-    c: &mut SqliteConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    let mut landed = Vec::with_capacity(records.len());
-    let mut first = 0;
-    for chunk in ladder_chunks(records, CACHED_SIZES) {
-        let versions = (first..first + chunk.len())
-            .map(|i| base + i as i64)
-            .collect();
-        first += chunk.len();
-        let upsert = UpsertMany {
-            records: chunk,
-            versions,
-            now,
-        };
-        landed.extend(upsert.load::<Landed>(c)?);
-    }
-    let rows = result_rows(records, base, &landed);
-    for chunk in ladder_chunks(&rows, CACHED_SIZES) {
-        ResultsMany {
-            batch_id,
-            rows: chunk,
+/// How a SQLite method splits rows into statements.
+#[derive(Clone, Copy)]
+enum Chunks {
+    /// Fixed sizes (largest first, ending with 1): a few texts, each prepared once per
+    /// connection (diesel caches by text) and reused.
+    Cached(&'static [usize]),
+    /// As many rows as the bind limit allows, prepared anew each time (as `sql_query` is).
+    Uncached,
+}
+
+impl Chunks {
+    fn split<T>(self, rows: &[T], binds: usize) -> Vec<&[T]> {
+        match self {
+            Chunks::Cached(sizes) => ladder_chunks(rows, sizes),
+            Chunks::Uncached => rows.chunks((SQLITE_MAX_BINDS - 1) / binds).collect(),
         }
-        .execute(c)?;
     }
-    Ok(())
 }
 
-fn sqlite_prepared(
-    c: &mut SqliteConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    let mut landed = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
-        let upsert = UpsertOne {
-            record,
-            version: base + i as i64,
+type BindRow<R> = for<'b> fn(&'b R, &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
+
+/// A multi-row SQLite statement: `head [? now_then] (row), (row), ... tail`, where `?` is
+/// the timestamp, bound once.
+struct Shape<R> {
+    head: String,
+    now_then: Option<&'static str>,
+    tail: String,
+    /// Binds a row takes.
+    binds: usize,
+    bind: BindRow<R>,
+}
+
+impl<R> Shape<R> {
+    fn load<T: QueryableByName<Sqlite> + 'static>(
+        &self,
+        c: &mut SqliteConnection,
+        chunks: Chunks,
+        rows: &[R],
+        now: &NaiveDateTime,
+    ) -> QueryResult<Vec<T>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in chunks.split(rows, self.binds) {
+            out.extend(self.statement(chunks, chunk, now).load::<T>(c)?);
+        }
+        Ok(out)
+    }
+
+    fn execute(
+        &self,
+        c: &mut SqliteConnection,
+        chunks: Chunks,
+        rows: &[R],
+        now: &NaiveDateTime,
+    ) -> QueryResult<()> {
+        for chunk in chunks.split(rows, self.binds) {
+            self.statement(chunks, chunk, now).execute(c)?;
+        }
+        Ok(())
+    }
+
+    fn statement<'a>(
+        &'a self,
+        chunks: Chunks,
+        rows: &'a [R],
+        now: &'a NaiveDateTime,
+    ) -> Statement<'a, R> {
+        Statement {
+            shape: self,
+            rows,
             now,
-        };
-        let (id, version, created_version) = upsert.get_result::<(i64, i64, i64)>(c)?;
-        landed.push(Landed {
-            id,
-            version,
-            created_version,
-        });
+            cached: matches!(chunks, Chunks::Cached(_)),
+        }
     }
-    for row in &result_rows(records, base, &landed) {
-        ResultOne { batch_id, row }.execute(c)?;
-    }
-    Ok(())
 }
 
-fn pg_unnest(
-    c: &mut PgConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
+struct Statement<'a, R> {
+    shape: &'a Shape<R>,
+    rows: &'a [R],
+    now: &'a NaiveDateTime,
+    cached: bool,
+}
+
+impl<R> QueryId for Statement<'_, R> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<R> Query for Statement<'_, R> {
+    type SqlType = Untyped;
+}
+
+impl<R> RunQueryDsl<SqliteConnection> for Statement<'_, R> {}
+
+impl<R> QueryFragment<Sqlite> for Statement<'_, R> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if !self.cached {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql(&self.shape.head);
+        if let Some(then) = self.shape.now_then {
+            out.push_bind_param::<Timestamp, _>(self.now)?;
+            out.push_sql(then);
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { " (" } else { ", (" });
+            (self.shape.bind)(row, &mut out)?;
+            out.push_sql(")");
+        }
+        out.push_sql(&self.shape.tail);
+        Ok(())
+    }
+}
+
+/// Binds a row's values, separated by `, `: `bind_row!(out, BigInt => &k.seq, ...)`.
+macro_rules! bind_row {
+    ($out:ident, $ty:ty => $value:expr $(, $rest_ty:ty => $rest:expr)* $(,)?) => {{
+        $out.push_bind_param::<$ty, _>($value)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$rest_ty, _>($rest)?;
+        )*
+        Ok(())
+    }};
+}
+
+/// A record's key, to read its position.
+struct Key<'a> {
+    seq: i64,
+    record: &'a Record,
+}
+
+/// A record's position to insert (or upsert).
+struct Write<'a> {
+    record: &'a Record,
+    version: i64,
+}
+
+/// An existing position's new quantity.
+struct Update {
+    id: i64,
+    qty: i64,
+    version: i64,
+}
+
+fn read_shape<'a>() -> Shape<Key<'a>> {
+    Shape {
+        head: "SELECT k.column1 AS seq, p.id, p.qty FROM (VALUES".into(),
+        now_then: None,
+        tail: ") AS k JOIN inventory_positions p ON p.retailer_id = k.column2 \
+               AND p.location_ref = k.column3 AND p.sku_ref = k.column4"
+            .into(),
+        binds: 4,
+        bind: |k, out| {
+            bind_row!(out,
+                BigInt => &k.seq,
+                Text => RETAILER,
+                Text => &k.record.location_ref,
+                Text => &k.record.sku_ref,
+            )
+        },
+    }
+}
+
+/// Inserts positions, or upserts them with `on_conflict`; returns id and version of each.
+fn write_shape<'a>(on_conflict: &str) -> Shape<Write<'a>> {
+    Shape {
+        head: format!(
+            "INSERT INTO inventory_positions ({COLUMNS}) SELECT column1, column2, column3, \
+             column4, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', NULL, NULL, column5, column5, \
+             now.t, now.t FROM (SELECT "
+        ),
+        now_then: Some(" AS t) AS now, (VALUES"),
+        // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+        tail: format!(") WHERE true {on_conflict} RETURNING id, version"),
+        binds: 5,
+        bind: |w, out| {
+            bind_row!(out,
+                Text => RETAILER,
+                Text => &w.record.location_ref,
+                Text => &w.record.sku_ref,
+                BigInt => &w.record.qty,
+                BigInt => &w.version,
+            )
+        },
+    }
+}
+
+fn update_shape() -> Shape<Update> {
+    Shape {
+        head: "WITH now(t) AS (SELECT ".into(),
+        now_then: Some("), v(id, q, v) AS (VALUES"),
+        tail: format!(
+            ") UPDATE inventory_positions AS p SET {UPDATE_SET}(SELECT t FROM now) \
+             FROM (SELECT id, q, v FROM v) AS u WHERE p.id = u.id"
+        ),
+        binds: 3,
+        bind: |u, out| bind_row!(out, BigInt => &u.id, BigInt => &u.qty, BigInt => &u.version),
+    }
+}
+
+fn results_shape() -> Shape<Outcome> {
+    Shape {
+        head: format!("INSERT INTO batch_results ({RESULT_COLUMNS}) VALUES"),
+        now_then: None,
+        tail: String::new(),
+        binds: 6,
+        bind: |o, out| {
+            bind_row!(out,
+                BigInt => &o.batch_id,
+                Integer => &o.seq,
+                BigInt => &o.position_id,
+                Text => &o.entity_ref,
+                Integer => &200,
+                Text => o.message,
+            )
+        },
+    }
+}
+
+fn movements_shape() -> Shape<Outcome> {
+    Shape {
+        head: format!(
+            "INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) SELECT column1, column2, \
+             column3, '{FLUENT}', '{OPERATION}', column4, column5, now.t FROM (SELECT "
+        ),
+        now_then: Some(" AS t) AS now, (VALUES"),
+        tail: ")".into(),
+        binds: 5,
+        bind: |o, out| {
+            bind_row!(out,
+                BigInt => &o.position_id,
+                BigInt => &o.batch_id,
+                Integer => &o.seq,
+                BigInt => &o.previous,
+                BigInt => &o.new,
+            )
+        },
+    }
+}
+
+fn sqlite_read(c: &mut SqliteConnection, chunks: Chunks, b: &Batch) -> QueryResult<Vec<Before>> {
+    let keys: Vec<Key> = b
+        .records
+        .iter()
+        .enumerate()
+        .map(|(seq, record)| Key {
+            seq: seq as i64,
+            record,
+        })
+        .collect();
+    read_shape().load(c, chunks, &keys, &b.now)
+}
+
+fn sqlite_results_and_movements(
+    c: &mut SqliteConnection,
+    chunks: Chunks,
+    b: &Batch,
+    before: &[Before],
+    written: &[Written],
 ) -> QueryResult<()> {
-    use diesel::sql_types::Array;
-    let landed: Vec<Landed> = sql_query(format!(
-        "INSERT INTO inventory_positions ({COLUMNS}) \
-         SELECT $1, l, s, q, {NULLS}, v, v, $6, $6 \
-         FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS t(l, s, q, v) \
-         {ON_CONFLICT}{RETURNING}"
-    ))
+    let outcomes = b.outcomes(before, written);
+    results_shape().execute(c, chunks, &outcomes, &b.now)?;
+    movements_shape().execute(c, chunks, &outcomes, &b.now)
+}
+
+fn sqlite_upsert(c: &mut SqliteConnection, chunks: Chunks, b: &Batch) -> QueryResult<()> {
+    let before = sqlite_read(c, chunks, b)?;
+    let writes: Vec<Write> = b
+        .records
+        .iter()
+        .enumerate()
+        .map(|(seq, record)| Write {
+            record,
+            version: b.version(seq),
+        })
+        .collect();
+    let written = write_shape(ON_CONFLICT).load(c, chunks, &writes, &b.now)?;
+    sqlite_results_and_movements(c, chunks, b, &before, &written)
+}
+
+/// The service's write path: what the read did not find is inserted, the rest updated.
+fn sqlite_read_write(c: &mut SqliteConnection, b: &Batch) -> QueryResult<()> {
+    let chunks = Chunks::Cached(CACHED_SIZES);
+    let before = sqlite_read(c, chunks, b)?;
+    let inserts: Vec<Write> = b
+        .new_seqs(&before)
+        .into_iter()
+        .map(|seq| Write {
+            record: &b.records[seq],
+            version: b.version(seq),
+        })
+        .collect();
+    let mut written: Vec<Written> = write_shape("").load(c, chunks, &inserts, &b.now)?;
+    let updates: Vec<Update> = before
+        .iter()
+        .map(|x| Update {
+            id: x.id,
+            qty: b.records[x.seq as usize].qty,
+            version: b.version(x.seq as usize),
+        })
+        .collect();
+    update_shape().execute(c, chunks, &updates, &b.now)?;
+    written.extend(updates.iter().map(|u| Written {
+        id: u.id,
+        version: u.version,
+    }));
+    sqlite_results_and_movements(c, chunks, b, &before, &written)
+}
+
+fn pg_read(c: &mut PgConnection, b: &Batch) -> QueryResult<Vec<Before>> {
+    sql_query(
+        "SELECT k.i - 1 AS seq, p.id, p.qty \
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(l, s, i) \
+         JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
+         AND p.sku_ref = k.s",
+    )
     .bind::<Text, _>(RETAILER)
     .bind::<Array<Text>, _>(
-        records
+        b.records
             .iter()
             .map(|r| r.location_ref.as_str())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Text>, _>(
-        records
+        b.records
             .iter()
             .map(|r| r.sku_ref.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<BigInt>, _>(records.iter().map(|r| r.qty).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(
-        (0..records.len() as i64)
-            .map(|i| base + i)
+    .load(c)
+}
+
+/// Inserts the positions of records `seqs` (or upserts them with `on_conflict`).
+fn pg_unnest_write(
+    c: &mut PgConnection,
+    b: &Batch,
+    seqs: &[usize],
+    on_conflict: &str,
+) -> QueryResult<Vec<Written>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records = || seqs.iter().map(|&s| &b.records[s]);
+    sql_query(format!(
+        "INSERT INTO inventory_positions ({COLUMNS}) \
+         SELECT $1, l, s, q, {NULLS}, v, v, $6, $6 \
+         FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS t(l, s, q, v) \
+         {on_conflict} RETURNING id, version"
+    ))
+    .bind::<Text, _>(RETAILER)
+    .bind::<Array<Text>, _>(
+        records()
+            .map(|r| r.location_ref.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind::<Timestamp, _>(now)
-    .load(c)?;
-    let rows = result_rows(records, base, &landed);
-    sql_query(
-        "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-         SELECT $1, s, e, r, 200, m FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[]) AS t(s, e, r, m)",
+    .bind::<Array<Text>, _>(records().map(|r| r.sku_ref.as_str()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(records().map(|r| r.qty).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(seqs.iter().map(|&s| b.version(s)).collect::<Vec<_>>())
+    .bind::<Timestamp, _>(b.now)
+    .load(c)
+}
+
+fn pg_unnest_results_and_movements(
+    c: &mut PgConnection,
+    b: &Batch,
+    before: &[Before],
+    written: &[Written],
+) -> QueryResult<()> {
+    let outcomes = b.outcomes(before, written);
+    sql_query(format!(
+        "INSERT INTO batch_results ({RESULT_COLUMNS}) \
+         SELECT $1, s, e, r, 200, m FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[]) \
+         AS t(s, e, r, m)"
+    ))
+    .bind::<BigInt, _>(b.id)
+    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.seq).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| o.position_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        outcomes
+            .iter()
+            .map(|o| o.entity_ref.as_str())
+            .collect::<Vec<_>>(),
     )
-    .bind::<BigInt, _>(batch_id)
-    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.entity_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.entity_ref.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.message).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.message).collect::<Vec<_>>())
+    .execute(c)?;
+    sql_query(format!(
+        "INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) \
+         SELECT p, $1, i, '{FLUENT}', '{OPERATION}', pq, nq, $2 \
+         FROM UNNEST($3::int8[], $4::int4[], $5::int8[], $6::int8[]) AS t(p, i, pq, nq)"
+    ))
+    .bind::<BigInt, _>(b.id)
+    .bind::<Timestamp, _>(b.now)
+    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| o.position_id).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.seq).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| o.previous).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| o.new).collect::<Vec<_>>())
     .execute(c)?;
     Ok(())
 }
 
-fn pg_values(
-    c: &mut PgConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
-) -> QueryResult<()> {
+fn pg_unnest(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
+    let before = pg_read(c, b)?;
+    let all: Vec<usize> = (0..b.records.len()).collect();
+    let written = pg_unnest_write(c, b, &all, ON_CONFLICT)?;
+    pg_unnest_results_and_movements(c, b, &before, &written)
+}
+
+/// The service's write path: what the read did not find is inserted, the rest updated.
+fn pg_read_write(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
+    let before = pg_read(c, b)?;
+    let mut written = pg_unnest_write(c, b, &b.new_seqs(&before), "")?;
+    let updates: Vec<Update> = before
+        .iter()
+        .map(|x| Update {
+            id: x.id,
+            qty: b.records[x.seq as usize].qty,
+            version: b.version(x.seq as usize),
+        })
+        .collect();
+    if !updates.is_empty() {
+        sql_query(format!(
+            "UPDATE inventory_positions AS p SET {UPDATE_SET}$4 \
+             FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS u(id, q, v) WHERE p.id = u.id"
+        ))
+        .bind::<Array<BigInt>, _>(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(updates.iter().map(|u| u.qty).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(updates.iter().map(|u| u.version).collect::<Vec<_>>())
+        .bind::<Timestamp, _>(b.now)
+        .execute(c)?;
+    }
+    written.extend(updates.iter().map(|u| Written {
+        id: u.id,
+        version: u.version,
+    }));
+    pg_unnest_results_and_movements(c, b, &before, &written)
+}
+
+/// `($first, $first+1, ...)` rows of `per_row` placeholders, `shared` placeholders first.
+fn pg_rows(rows: usize, shared: usize, per_row: usize, row: impl Fn(&[usize]) -> String) -> String {
+    (0..rows)
+        .map(|j| {
+            let p: Vec<usize> = (0..per_row).map(|k| shared + 1 + per_row * j + k).collect();
+            format!("({})", row(&p))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pg_values(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
+    // $1 (the retailer) is shared by every row; seq, location, SKU per row.
+    let per = (PG_MAX_BINDS - 1) / 3;
+    let mut before = Vec::with_capacity(b.records.len());
+    for (k, chunk) in b.records.chunks(per).enumerate() {
+        let sql = format!(
+            "SELECT k.i AS seq, p.id, p.qty FROM (VALUES {}) AS k(i, l, s) \
+             JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
+             AND p.sku_ref = k.s",
+            pg_rows(chunk.len(), 1, 3, |p| format!(
+                "${}, ${}, ${}",
+                p[0], p[1], p[2]
+            ))
+        );
+        let mut query = sql_query(sql).into_boxed::<Pg>().bind::<Text, _>(RETAILER);
+        for (j, r) in chunk.iter().enumerate() {
+            query = query
+                .bind::<BigInt, _>((k * per + j) as i64)
+                .bind::<Text, _>(&r.location_ref)
+                .bind::<Text, _>(&r.sku_ref);
+        }
+        before.extend(query.load::<Before>(c)?);
+    }
     // $1 and $2 (retailer, now) are shared by every row; 4 binds per row.
     let per = (PG_MAX_BINDS - 2) / 4;
-    let mut landed = Vec::with_capacity(records.len());
-    for (k, chunk) in records.chunks(per).enumerate() {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|j| {
-                let p = 3 + 4 * j;
-                format!(
-                    "($1, ${}, ${}, ${}, {NULLS}, ${v}, ${v}, $2, $2)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    v = p + 3
-                )
-            })
-            .collect();
+    let mut written = Vec::with_capacity(b.records.len());
+    for (k, chunk) in b.records.chunks(per).enumerate() {
+        let values = pg_rows(chunk.len(), 2, 4, |p| {
+            format!(
+                "$1, ${}, ${}, ${}, {NULLS}, ${v}, ${v}, $2, $2",
+                p[0],
+                p[1],
+                p[2],
+                v = p[3]
+            )
+        });
         let sql = format!(
-            "INSERT INTO inventory_positions ({COLUMNS}) VALUES {} {ON_CONFLICT}{RETURNING}",
-            values.join(", ")
+            "INSERT INTO inventory_positions ({COLUMNS}) VALUES {values} {ON_CONFLICT} \
+             RETURNING id, version"
         );
         let mut query = sql_query(sql)
             .into_boxed::<Pg>()
             .bind::<Text, _>(RETAILER)
-            .bind::<Timestamp, _>(now);
+            .bind::<Timestamp, _>(b.now);
         for (j, r) in chunk.iter().enumerate() {
             query = query
                 .bind::<Text, _>(&r.location_ref)
                 .bind::<Text, _>(&r.sku_ref)
                 .bind::<BigInt, _>(r.qty)
-                .bind::<BigInt, _>(base + (k * per + j) as i64);
+                .bind::<BigInt, _>(b.version(k * per + j));
         }
-        landed.extend(query.load::<Landed>(c)?);
+        written.extend(query.load::<Written>(c)?);
     }
-    let rows = result_rows(records, base, &landed);
-    for chunk in rows.chunks((PG_MAX_BINDS - 1) / 4) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|j| {
-                let p = 2 + 4 * j;
-                format!("($1, ${}, ${}, ${}, 200, ${})", p, p + 1, p + 2, p + 3)
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-             VALUES {}",
-            values.join(", ")
-        );
+    let outcomes = b.outcomes(&before, &written);
+    // $1 (the batch) is shared by every row; 4 binds per row.
+    for chunk in outcomes.chunks((PG_MAX_BINDS - 1) / 4) {
+        let values = pg_rows(chunk.len(), 1, 4, |p| {
+            format!("$1, ${}, ${}, ${}, 200, ${}", p[0], p[1], p[2], p[3])
+        });
+        let sql = format!("INSERT INTO batch_results ({RESULT_COLUMNS}) VALUES {values}");
+        let mut query = sql_query(sql).into_boxed::<Pg>().bind::<BigInt, _>(b.id);
+        for o in chunk {
+            query = query
+                .bind::<Integer, _>(o.seq)
+                .bind::<BigInt, _>(o.position_id)
+                .bind::<Text, _>(&o.entity_ref)
+                .bind::<Text, _>(o.message);
+        }
+        query.execute(c)?;
+    }
+    // $1 and $2 (batch, now) are shared by every row; 4 binds per row.
+    for chunk in outcomes.chunks((PG_MAX_BINDS - 2) / 4) {
+        let values = pg_rows(chunk.len(), 2, 4, |p| {
+            format!(
+                "${}, $1, ${}, '{FLUENT}', '{OPERATION}', ${}, ${}, $2",
+                p[0], p[1], p[2], p[3]
+            )
+        });
+        let sql = format!("INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) VALUES {values}");
         let mut query = sql_query(sql)
             .into_boxed::<Pg>()
-            .bind::<BigInt, _>(batch_id);
-        for row in chunk {
+            .bind::<BigInt, _>(b.id)
+            .bind::<Timestamp, _>(b.now);
+        for o in chunk {
             query = query
-                .bind::<Integer, _>(row.seq)
-                .bind::<BigInt, _>(row.entity_id)
-                .bind::<Text, _>(&row.entity_ref)
-                .bind::<Text, _>(row.message);
+                .bind::<BigInt, _>(o.position_id)
+                .bind::<Integer, _>(o.seq)
+                .bind::<BigInt, _>(o.previous)
+                .bind::<BigInt, _>(o.new);
         }
         query.execute(c)?;
     }
@@ -646,40 +935,44 @@ struct StageRow<'a> {
     version: i64,
 }
 
-fn pg_copy(
-    c: &mut PgConnection,
-    batch_id: i64,
-    base: i64,
-    records: &[Record],
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    let stage: Vec<StageRow> = records
+fn pg_copy(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
+    let stage: Vec<StageRow> = b
+        .records
         .iter()
         .enumerate()
-        .map(|(i, r)| StageRow {
+        .map(|(seq, r)| StageRow {
             location_ref: &r.location_ref,
             sku_ref: &r.sku_ref,
             qty: r.qty,
-            version: base + i as i64,
+            version: b.version(seq),
         })
         .collect();
     diesel::copy_from(bench_stage::table)
         .from_insertable(&stage)
         .execute(c)?;
-    // The upsert and the results in one statement: the results never leave the server.
+    // Every part sees the positions as they were before the statement (one snapshot), so
+    // `old` holds the quantities before; nothing leaves the server.
     sql_query(format!(
-        "WITH up AS (\
+        "WITH old AS (\
+           SELECT p.id, p.qty FROM bench_stage s JOIN inventory_positions p \
+           ON p.retailer_id = $1 AND p.location_ref = s.location_ref AND p.sku_ref = s.sku_ref), \
+         up AS (\
            INSERT INTO inventory_positions ({COLUMNS}) \
            SELECT $1, location_ref, sku_ref, qty, {NULLS}, version, version, $2, $2 FROM bench_stage \
-           {ON_CONFLICT} RETURNING id, version, created_version, sku_ref, location_ref) \
-         INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-         SELECT $3, (version - $4)::int4, id, sku_ref || ':' || location_ref, 200, \
-           CASE WHEN created_version = version THEN '{CREATED}' ELSE '{UPDATED}' END FROM up"
+           {ON_CONFLICT} RETURNING id, version, qty, sku_ref, location_ref), \
+         done AS (SELECT up.*, old.qty AS previous FROM up LEFT JOIN old ON old.id = up.id), \
+         results AS (\
+           INSERT INTO batch_results ({RESULT_COLUMNS}) \
+           SELECT $3, (version - $4)::int4, id, sku_ref || ':' || location_ref, 200, \
+           CASE WHEN previous IS NULL THEN '{CREATED}' ELSE '{UPDATED}' END FROM done) \
+         INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) \
+         SELECT id, $3, (version - $4)::int4, '{FLUENT}', '{OPERATION}', COALESCE(previous, 0), \
+           qty, $2 FROM done"
     ))
     .bind::<Text, _>(RETAILER)
-    .bind::<Timestamp, _>(now)
-    .bind::<BigInt, _>(batch_id)
-    .bind::<BigInt, _>(base)
+    .bind::<Timestamp, _>(b.now)
+    .bind::<BigInt, _>(b.id)
+    .bind::<BigInt, _>(b.base)
     .execute(c)?;
     Ok(())
 }

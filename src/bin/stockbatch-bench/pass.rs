@@ -42,7 +42,7 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    fn now(service_pid: u32) -> Cpu {
+    pub fn now(service_pid: u32) -> Cpu {
         Cpu {
             service: cpu_secs(&service_pid.to_string()).unwrap_or(0.0),
             postgres: postgres_cpu_secs(),
@@ -50,7 +50,7 @@ impl Cpu {
         }
     }
 
-    fn since(self, start: Cpu) -> Cpu {
+    pub fn since(self, start: Cpu) -> Cpu {
         Cpu {
             service: self.service - start.service,
             postgres: self.postgres - start.postgres,

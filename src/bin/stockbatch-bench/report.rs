@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::args::{Args, Db};
 use crate::limit::LimitRun;
 use crate::pass::PassStats;
+use crate::stateset::StateSetStats;
 
 pub fn median(values: &mut [Duration]) -> Duration {
     values.sort();
@@ -142,17 +143,167 @@ pub fn machine() -> String {
 }
 
 /// The first three fields of /proc/loadavg: other work on the machine skews the figures.
-fn load_average() -> String {
+pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Idle latency of one StateSet batch the issue asks for, median, ms.
+fn idle_target_ms(db: Db) -> f64 {
+    match db {
+        Db::Sqlite => 50.0,
+        Db::Postgres => 100.0,
+    }
+}
+
+/// Relative adjustments' records/s against UPSERT pass 2's, at least.
+const ADJUST_TARGET_RATIO: f64 = 0.5;
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "missed"
+    }
+}
+
+fn ms_list(sorted: &[u64]) -> String {
+    if sorted.is_empty() {
+        return "n/a".into();
+    }
+    format!(
+        "{} / {}",
+        percentile(sorted, 50.0),
+        percentile(sorted, 95.0)
+    )
+}
+
+/// The StateSet pass next to Fluent UPSERT's pass 2, with the issue's targets.
+fn stateset_table(args: &Args, s: &StateSetStats, upsert: &PassStats) -> Table {
+    let ratio = s.records_per_sec / upsert.records_per_sec;
+    let median = percentile(&s.idle, 50.0);
+    let target = idle_target_ms(args.db);
+    let row = |cells: [String; 4]| cells.to_vec();
+    let mut rows = vec![
+        row([
+            format!(
+                "throughput, records/s ({} clients, first POST to last final result)",
+                args.clients
+            ),
+            num(s.records_per_sec),
+            num(upsert.records_per_sec),
+            format!(
+                ">= {ADJUST_TARGET_RATIO} x UPSERT ({})",
+                num(ADJUST_TARGET_RATIO * upsert.records_per_sec)
+            ),
+        ]),
+        row([
+            "relative adjustments records/s / UPSERT pass-2 records/s".into(),
+            format!("{ratio:.2}"),
+            String::new(),
+            format!(
+                ">= {ADJUST_TARGET_RATIO}: {}",
+                verdict(ratio >= ADJUST_TARGET_RATIO)
+            ),
+        ]),
+        row([
+            "records, wall time s".into(),
+            format!(
+                "{} in {} batches, {:.2}",
+                num((s.batches * args.adjust_items) as f64),
+                s.batches,
+                s.elapsed.as_secs_f64()
+            ),
+            format!(
+                "{} in {} batches, {:.2}",
+                num(args.total_records() as f64),
+                args.batches,
+                upsert.elapsed.as_secs_f64()
+            ),
+            String::new(),
+        ]),
+        row([
+            "POST to final results under load p50 / p95 / p99, ms".into(),
+            [50.0, 95.0, 99.0]
+                .map(|q| ms(percentile(&s.latency, q)))
+                .join(" / "),
+            String::new(),
+            String::new(),
+        ]),
+        row([
+            "batches answered 202 under load (then polled)".into(),
+            s.processing.to_string(),
+            String::new(),
+            String::new(),
+        ]),
+        row([
+            format!(
+                "idle service, one batch: POST to its answer, ms (median of {})",
+                s.idle.len()
+            ),
+            ms(median),
+            format!("{} (POST to COMPLETE)", ms(upsert.idle_latency)),
+            format!(
+                "<= {target:.0} ms: {}",
+                verdict(median.as_secs_f64() * 1000.0 <= target)
+            ),
+        ]),
+        row([
+            "idle service, one batch: max, ms".into(),
+            ms(*s.idle.last().expect("at least one idle batch")),
+            String::new(),
+            String::new(),
+        ]),
+        row([
+            "executor time per batch p50 / p95 under load, ms (its log)".into(),
+            ms_list(&s.executor_ms),
+            ms_list(&upsert.executor_ms),
+            String::new(),
+        ]),
+        row([
+            "executor time per idle batch p50 / p95, ms (its log)".into(),
+            ms_list(&s.idle_executor_ms),
+            String::new(),
+            String::new(),
+        ]),
+        row([
+            "CPU s, service process".into(),
+            format!("{:.1}", s.cpu.service),
+            format!("{:.1}", upsert.cpu.service),
+            String::new(),
+        ]),
+    ];
+    if args.db == Db::Postgres {
+        rows.push(row([
+            "CPU s, PostgreSQL server".into(),
+            format!("{:.1}", s.cpu.postgres),
+            format!("{:.1}", upsert.cpu.postgres),
+            String::new(),
+        ]));
+    }
+    Table {
+        title: format!(
+            "StateSet batches (POST /api/v1/inventory/batch): relative adjustments, {} items a batch, next to Fluent UPSERT",
+            args.adjust_items
+        ),
+        header: vec![
+            "figure".into(),
+            "StateSet adjust".into(),
+            format!("Fluent UPSERT pass 2 ({} records a batch)", args.records),
+            "target".into(),
+        ],
+        rows,
+    }
+}
+
 pub fn build(
     args: &Args,
     passes: [&PassStats; 2],
+    stateset: &StateSetStats,
     limits: &[LimitRun],
     authenticated: bool,
+    load_at_start: &str,
 ) -> Report {
     let r = args.records;
     let row =
@@ -297,7 +448,10 @@ pub fn build(
         ),
         context: vec![
             format!("machine: {}", machine()),
-            format!("load average at the end (1, 5, 15 min): {}", load_average()),
+            format!(
+                "load average (1, 5, 15 min) at the start: {load_at_start}; at the end: {}",
+                load_average()
+            ),
             format!(
                 "service: release build, separate process, --role all, fresh database; bearer token: {}",
                 if authenticated { "yes" } else { "no (/oauth/token answered 404)" }
@@ -309,9 +463,10 @@ pub fn build(
                 header: pass_header("figure"),
                 rows: service,
             },
+            stateset_table(args, stateset, passes[1]),
             Table {
                 title: format!(
-                    "The limit: the same writes straight from Rust, one transaction per {r} records, one connection"
+                    "The limit: the Fluent passes' writes (positions, ledger, results) straight from Rust, one transaction per {r} records, one connection"
                 ),
                 header: pass_header("method (records/s)"),
                 rows: limit_rows,

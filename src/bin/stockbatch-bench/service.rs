@@ -16,6 +16,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
 use crate::args::Db;
+use crate::workload::RETAILER;
 
 /// A name no other run uses: process id, a counter and the clock.
 pub fn unique(prefix: &str) -> String {
@@ -160,6 +161,27 @@ pub fn service_binary() -> anyhow::Result<PathBuf> {
     Ok(service)
 }
 
+/// A StateSet API key of the benchmark's retailer, made with `stockbatch api-key create`
+/// on the service's database.
+pub fn create_api_key(exe: &Path, db_url: &str) -> anyhow::Result<String> {
+    let output = Command::new(exe)
+        .args(["api-key", "create", "bench", "--retailer", RETAILER])
+        .arg("--database-url")
+        .arg(db_url)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} api-key create", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let key = stdout.lines().last().unwrap_or_default().trim();
+    anyhow::ensure!(
+        output.status.success() && key.starts_with("sbk_"),
+        "stockbatch api-key create: {}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(key.to_owned())
+}
+
 /// What the service logged that the benchmark reads: the executor's time per batch.
 #[derive(Default)]
 struct LogState {
@@ -293,11 +315,12 @@ impl Drop for Service {
     }
 }
 
-/// `batch 42 COMPLETE: 5000 records, 4998 applied, 2 rejected, 35 ms (attempt 1)`.
+/// `batch 42 COMPLETE: fluent 5000 records, 4998 applied, 2 rejected, 0 skipped, 35 ms
+/// (attempt 1, 1 transactions)`.
 fn parse_batch_line(line: &str) -> Option<(i64, u64)> {
     let (head, rest) = line.split_once(" COMPLETE: ")?;
     let id = head.rsplit_once("batch ")?.1.parse().ok()?;
-    let ms = rest.split(", ").nth(3)?.split(" ms").next()?;
+    let ms = rest.split(", ").find_map(|part| part.split_once(" ms"))?.0;
     Some((id, ms.parse().ok()?))
 }
 
@@ -345,7 +368,8 @@ mod tests {
     #[test]
     fn reads_the_executor_line() {
         let line = "[2026-01-01T00:00:00Z INFO  stockbatch::executor::worker] batch 42 COMPLETE: \
-                    5000 records, 4998 applied, 2 rejected, 35 ms (attempt 1)";
+                    stateset 1000 records, 998 applied, 2 rejected, 0 skipped, 35 ms (attempt 1, \
+                    1 transactions)";
         assert_eq!(parse_batch_line(line), Some((42, 35)));
         assert_eq!(parse_batch_line("GET /api/v4.1/job/1/batch/2 200"), None);
     }

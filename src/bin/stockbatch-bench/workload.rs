@@ -11,6 +11,13 @@ pub const RETAILER: &str = "1001";
 
 pub const CREATED: &str = "Inventory created";
 pub const UPDATED: &str = "Inventory updated";
+/// The message of an applied StateSet adjustment.
+pub const ADJUSTED: &str = "Inventory adjusted successfully";
+
+/// Locations per SKU: position `n` is SKU `n / LOCATIONS` at location `n % LOCATIONS`.
+pub const LOCATIONS: usize = 20;
+/// What pass 2 adds to each position's pass-1 quantity.
+pub const UPDATE_DELTA: i64 = 7;
 
 /// The message every record gets in pass 1 (positions created) and pass 2 (updated).
 pub fn expected_message(pass: u8) -> &'static str {
@@ -36,17 +43,21 @@ pub struct Record {
 
 impl Record {
     /// Record `i` of batch `batch` (of `records` each) in `pass`: every (batch, i) is its
-    /// own position (20 locations per SKU); pass 2 writes the same positions, other qty.
+    /// own position; pass 2 writes the same positions, other qty.
     pub fn new(space: Space, batch: usize, i: usize, records: usize, pass: u8) -> Record {
-        let n = batch * records + i;
+        Record::at(space, batch * records + i, pass)
+    }
+
+    /// The record of position `n` in `pass`.
+    pub fn at(space: Space, n: usize, pass: u8) -> Record {
         let prefix = match space {
             Space::Main => "SKU",
             Space::Probe => "PROBE",
         };
         Record {
-            sku_ref: format!("{prefix}-{:07}", n / 20),
-            location_ref: format!("LOC-{:02}", n % 20),
-            qty: (n % 1000) as i64 + if pass == 1 { 0 } else { 7 },
+            sku_ref: format!("{prefix}-{:07}", n / LOCATIONS),
+            location_ref: format!("LOC-{:02}", n % LOCATIONS),
+            qty: (n % 1000) as i64 + if pass == 1 { 0 } else { UPDATE_DELTA },
         }
     }
 
@@ -72,6 +83,34 @@ pub fn batch_body(space: Space, batch: usize, records: usize, pass: u8) -> Vec<u
         );
     }
     body.push_str("]}");
+    body.into_bytes()
+}
+
+/// One relative StateSet adjustment: measured position `n` changes by `delta` from
+/// `previous` (what the model expects it holds).
+#[derive(Clone, Copy, Debug)]
+pub struct Adjustment {
+    pub n: usize,
+    pub previous: i64,
+    pub delta: i64,
+}
+
+/// The JSON body of a StateSet batch of relative adjustments.
+pub fn adjust_body(items: &[Adjustment]) -> Vec<u8> {
+    let mut body = String::with_capacity(items.len() * 110 + 96);
+    body.push_str(r#"{"operation":"adjust","items":["#);
+    for (i, a) in items.iter().enumerate() {
+        let r = Record::at(Space::Main, a.n, 2);
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"sku":"{}","data":{{"adjustment_type":"relative","quantity":{},"location":"{}"}}}}"#,
+            r.sku_ref, a.delta, r.location_ref
+        );
+    }
+    body.push_str(r#"],"options":{"continue_on_error":true}}"#);
     body.into_bytes()
 }
 
