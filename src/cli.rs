@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::{ApiSettings, BodyLimits};
+use crate::api::{ApiSettings, BodyLimits, QueueLimits};
 use crate::auth::accounts::{self, Bootstrap, ClientBinding};
 use crate::auth::api_keys;
 use crate::auth::hasher::HasherConfig;
@@ -130,12 +130,17 @@ enum ClientAction {
 
 #[derive(Subcommand, Debug)]
 enum RetailerAction {
-    /// Register a retailer (`user create --retailer` also registers one).
+    /// Register a retailer, or name one already registered (`user create --retailer`,
+    /// `client create --retailer` and `api-key create` register theirs).
     Create {
         id: String,
         #[arg(long)]
         name: Option<String>,
     },
+    /// Give a retailer another name.
+    Rename { id: String, name: String },
+    /// Keep a retailer's COMPLETE batches DAYS days, or `default` for the server's setting.
+    Retention { id: String, days: String },
     /// List retailers.
     List,
 }
@@ -204,6 +209,26 @@ pub struct ServeArgs {
     /// `meta.preprocessing: "skip"` turns it off for that job; false, for every job).
     #[arg(long, env = "STOCKBATCH_BATCH_PREPROCESSING", default_value_t = true, action = clap::ArgAction::Set)]
     batch_preprocessing: bool,
+    /// Unfinished batches one retailer may have queued; past it a POST gets 429.
+    #[arg(
+        long,
+        env = "STOCKBATCH_MAX_QUEUED_BATCHES_PER_RETAILER",
+        default_value_t = 1000
+    )]
+    max_queued_batches_per_retailer: i64,
+    /// Unfinished batches of all retailers together; past it a POST gets 429.
+    #[arg(long, env = "STOCKBATCH_MAX_QUEUED_BATCHES", default_value_t = 10_000)]
+    max_queued_batches: i64,
+    /// Records of unfinished batches together; past it a POST gets 429.
+    #[arg(
+        long,
+        env = "STOCKBATCH_MAX_QUEUED_RECORDS",
+        default_value_t = 20_000_000
+    )]
+    max_queued_records: i64,
+    /// Seconds a batch may wait with no live executor before it is flagged stalled.
+    #[arg(long, env = "STOCKBATCH_STALLED_SECS", default_value_t = 120)]
+    stalled_secs: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "STOCKBATCH_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
@@ -264,6 +289,13 @@ impl ServeArgs {
                 idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs.max(1)),
                 stateset_wait: Duration::from_millis(self.stateset_wait_ms),
                 batch_preprocessing: self.batch_preprocessing,
+                queue_limits: QueueLimits {
+                    batches_per_retailer: self.max_queued_batches_per_retailer.max(1),
+                    batches: self.max_queued_batches.max(1),
+                    records: self.max_queued_records.max(1),
+                },
+                retention: Duration::from_secs(self.retention_days * 24 * 3600),
+                stalled_after: Duration::from_secs(self.stalled_secs.max(1)),
             },
             hasher: HasherConfig {
                 threads: match self.login_threads {
@@ -487,13 +519,46 @@ fn set_client(conn: &mut DbConnection, client_id: &str, disabled: bool) -> anyho
 fn manage_retailers(conn: &mut DbConnection, action: RetailerAction) -> anyhow::Result<()> {
     match action {
         RetailerAction::Create { id, name } => {
-            accounts::create_retailer(conn, &id, name.as_deref())?;
-            println!("created retailer {id}");
+            if accounts::create_retailer(conn, &id, name.as_deref())? {
+                println!("created retailer {id}");
+            } else if let Some(name) = name {
+                db::accounts::rename_retailer(conn, &id, &name)?;
+                println!("retailer {id} was registered already; it is named {name} now");
+            } else {
+                println!("retailer {id} was registered already");
+            }
+        }
+        RetailerAction::Rename { id, name } => {
+            accounts::check_retailer_name(&name)?;
+            if !db::accounts::rename_retailer(conn, &id, &name)? {
+                anyhow::bail!("no retailer {id}");
+            }
+            println!("retailer {id} is named {name} now");
+        }
+        RetailerAction::Retention { id, days } => {
+            let days = match days.as_str() {
+                "default" => None,
+                n => Some(n.parse::<i32>().ok().filter(|d| *d >= 1).ok_or_else(|| {
+                    anyhow::anyhow!("days must be a whole number of at least 1, or default")
+                })?),
+            };
+            if !db::accounts::set_retailer_retention(conn, &id, days)? {
+                anyhow::bail!("no retailer {id}");
+            }
+            match days {
+                Some(d) => println!("retailer {id} keeps its COMPLETE batches {d} days"),
+                None => println!(
+                    "retailer {id} keeps its COMPLETE batches as long as the server's default"
+                ),
+            }
         }
         RetailerAction::List => {
-            println!("{:<16} name", "id");
+            println!("{:<16} {:<16} name", "id", "retention");
             for retailer in db::accounts::list_retailers(conn)? {
-                println!("{:<16} {}", retailer.id, retailer.name);
+                let kept = retailer
+                    .retention_days
+                    .map_or("default".to_owned(), |d| format!("{d} days"));
+                println!("{:<16} {kept:<16} {}", retailer.id, retailer.name);
             }
         }
     }

@@ -119,11 +119,14 @@ enum Expected {
     Skipped,
 }
 
+/// Per position (location, SKU): its movements as (batch id, previous, new), in order.
+type Ledger = BTreeMap<(String, String), Vec<(i64, i64, i64)>>;
+
 #[derive(Default)]
 struct Model {
     stock: BTreeMap<(String, String), i64>,
     /// Per position: (batch id, previous, new) in order.
-    ledger: BTreeMap<(String, String), Vec<(i64, i64, i64)>>,
+    ledger: Ledger,
 }
 
 impl Model {
@@ -401,7 +404,7 @@ fn run_and_compare(backend: Backend, seed: u64) {
             .send()
             .unwrap(),
     );
-    let mut ledger: BTreeMap<(String, String), Vec<(i64, i64, i64)>> = BTreeMap::new();
+    let mut ledger: Ledger = BTreeMap::new();
     for m in movements["results"].as_array().unwrap() {
         let key = (
             m["locationRef"].as_str().unwrap().to_owned(),
@@ -473,7 +476,7 @@ fn run_and_compare(backend: Backend, seed: u64) {
                     .or(got["entityRef"].as_str())
                     .unwrap_or("");
                 let sku = sku.split(':').next().unwrap_or("");
-                let of_sku = |l: &BTreeMap<(String, String), Vec<(i64, i64, i64)>>| {
+                let of_sku = |l: &Ledger| {
                     l.iter()
                         .filter(|(k, _)| k.1 == sku)
                         .map(|(k, v)| format!("{}: {v:?}", k.0))

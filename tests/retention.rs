@@ -104,3 +104,38 @@ fn pruning_removes_old_batches_in_chunks_and_keeps_positions() {
         );
     }
 }
+
+#[test]
+fn a_retailer_may_keep_its_batches_for_a_time_of_its_own() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend);
+        let short = app.create_job(json!("1"));
+        let long = app.create_job(json!("2"));
+        let a = app.post_batch(&short, json!([record("1", "L", "A", 1)]));
+        let b = app.post_batch(&long, json!([record("2", "L", "B", 1)]));
+        app.wait_complete(&short, &a, 10);
+        app.wait_complete(&long, &b, 10);
+        age(app.db.url(), "batches", 3, &format!("{a},{b}"));
+        app.with_db(|conn| {
+            for retailer in ["1", "2"] {
+                stockbatch::auth::accounts::create_retailer(conn, retailer, None).unwrap();
+            }
+            stockbatch::db::accounts::set_retailer_retention(conn, "1", Some(2)).unwrap();
+            stockbatch::db::accounts::set_retailer_retention(conn, "2", Some(30)).unwrap();
+        });
+        let pool = build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap();
+        let report = prune(
+            &pool,
+            &WriteGate::default(),
+            &RetentionConfig::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(report.batches, 1, "{backend:?}");
+        assert_eq!(
+            numbers(app.db.url(), "SELECT id AS n FROM batches"),
+            vec![b.parse::<i64>().unwrap()],
+            "{backend:?}: 3 days old is past retailer 1's 2 days, not retailer 2's 30"
+        );
+    }
+}

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// The service is at a limit it sets itself (bodies in flight, logins being checked).
     #[error("{0}")]
     Busy(String),
+    /// The queue is full: the client should slow down.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0:#}")]
@@ -84,6 +87,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +117,13 @@ impl ResponseError for ApiError {
                 response
             }
             ApiError::Busy(m) => retry_after(error_response(status, [m.clone()])),
+            ApiError::TooManyRequests(m) => {
+                let mut response = error_response(status, [m.clone()]);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             ApiError::Unavailable(cause) => {
                 log::warn!("503: database unavailable: {cause}");
                 retry_after(error_response(

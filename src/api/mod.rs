@@ -16,7 +16,7 @@ use actix_web::web;
 
 pub use body::{BodyBudget, BodyLimits};
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
-pub use support::{not_found, ApiSettings, AppState};
+pub use support::{not_found, ApiSettings, AppState, QueueLimits};
 
 /// Largest `/oauth/token` body: a handful of short form parameters.
 const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
@@ -29,12 +29,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v4.1/job", "POST"),
     ("/api/v4.1/job/{jobId}", "GET"),
     ("/api/v4.1/job/{jobId}/results", "GET"),
+    ("/api/v4.1/job/{jobId}/cancel", "POST"),
     ("/api/v4.1/job/{jobId}/batch", "POST"),
     ("/api/v4.1/job/{jobId}/batch/{batchId}", "GET"),
+    ("/api/v4.1/job/{jobId}/batch/{batchId}/results", "GET"),
+    ("/api/v4.1/job/{jobId}/batch/{batchId}/cancel", "POST"),
+    ("/api/v4.1/job/{jobId}/batch/{batchId}/resubmit", "POST"),
     ("/api/v4.1/inventory", "GET"),
     ("/api/v4.1/inventory/movements", "GET"),
     ("/api/v1/inventory/batch", "POST"),
     ("/api/v1/inventory/batch/{batch_id}", "GET"),
+    ("/api/v1/inventory/batch/{batch_id}/cancel", "POST"),
     ("/api/v1/inventory/{sku}", "GET"),
     ("/health", "GET, HEAD"),
     ("/openapi.yaml", "GET"),
@@ -59,12 +64,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/api/v4.1/job/{jobId}/results").route(web::get().to(fluent::jobs::job_results)),
     )
     .service(
+        resource("/api/v4.1/job/{jobId}/cancel").route(web::post().to(fluent::control::cancel_job)),
+    )
+    .service(
         resource("/api/v4.1/job/{jobId}/batch")
             .route(web::post().to(fluent::batches::create_batch)),
     )
     .service(
         resource("/api/v4.1/job/{jobId}/batch/{batchId}")
             .route(web::get().to(fluent::batches::get_batch)),
+    )
+    .service(
+        resource("/api/v4.1/job/{jobId}/batch/{batchId}/results")
+            .route(web::get().to(fluent::export::export_results)),
+    )
+    .service(
+        resource("/api/v4.1/job/{jobId}/batch/{batchId}/cancel")
+            .route(web::post().to(fluent::control::cancel_batch)),
+    )
+    .service(
+        resource("/api/v4.1/job/{jobId}/batch/{batchId}/resubmit")
+            .route(web::post().to(fluent::control::resubmit_batch)),
     )
     .service(
         resource("/api/v4.1/inventory").route(web::get().to(fluent::inventory::list_positions)),
@@ -79,6 +99,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/api/v1/inventory/batch/{batch_id}")
             .route(web::get().to(stateset::batches::get_batch)),
+    )
+    .service(
+        resource("/api/v1/inventory/batch/{batch_id}/cancel")
+            .route(web::post().to(stateset::batches::cancel_batch)),
     )
     .service(resource("/api/v1/inventory/{sku}").route(web::get().to(stateset::items::get_item)))
     .service(

@@ -26,6 +26,58 @@ pub struct ApiSettings {
     /// Batch Pre-Processing for every job that does not skip it (Fluent's
     /// `fc.enable.batch.preprocessing`); off turns it off for everyone.
     pub batch_preprocessing: bool,
+    /// Most unfinished batches and queued records before POSTs get 429.
+    pub queue_limits: QueueLimits,
+    /// How long COMPLETE batches are kept unless their retailer says otherwise.
+    pub retention: std::time::Duration,
+    /// How long a batch may wait with no live executor before it is flagged stalled.
+    pub stalled_after: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub batches_per_retailer: i64,
+    pub batches: i64,
+    pub records: i64,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            batches_per_retailer: 1000,
+            batches: 10_000,
+            records: 20_000_000,
+        }
+    }
+}
+
+/// Refuses a new batch (429) when the queue is at one of its limits: accepted batches are
+/// never dropped, so the service says "slow down" before it is overwhelmed.
+pub fn check_queue(
+    conn: &mut DbConnection,
+    limits: &QueueLimits,
+    retailer: &str,
+    records: usize,
+) -> Result<(), ApiError> {
+    let (of_retailer, all, queued) = crate::db::batches::queue_load(conn, retailer)?;
+    let full = |what: String| Err(ApiError::TooManyRequests(format!("{what}; retry later")));
+    if of_retailer >= limits.batches_per_retailer {
+        return full(format!(
+            "retailer {retailer} has {of_retailer} unfinished batches, the most allowed"
+        ));
+    }
+    if all >= limits.batches {
+        return full(format!(
+            "the queue holds {all} unfinished batches, the most allowed"
+        ));
+    }
+    if queued + records as i64 > limits.records {
+        return full(format!(
+            "the queue holds {queued} records waiting; {records} more would pass the {} allowed",
+            limits.records
+        ));
+    }
+    Ok(())
 }
 
 impl Default for ApiSettings {
@@ -34,6 +86,9 @@ impl Default for ApiSettings {
             idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
             stateset_wait: std::time::Duration::from_secs(5),
             batch_preprocessing: true,
+            queue_limits: QueueLimits::default(),
+            retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            stalled_after: std::time::Duration::from_secs(120),
         }
     }
 }

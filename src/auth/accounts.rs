@@ -4,12 +4,11 @@
 use anyhow::{bail, Context};
 use chrono::Utc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::Connection;
 
 use super::permissions::{format_list, Permission};
 use super::secrets::{hash_secret, new_secret};
 use crate::db::models::NewUser;
-use crate::db::{accounts, DbConnection};
+use crate::db::{accounts, write_transaction, DbConnection};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_NAME_CHARS: usize = 255;
@@ -38,7 +37,7 @@ pub fn create_user(
     let now = Utc::now().naive_utc();
     let hash = hash_secret(password);
     let permissions = format_list(permissions);
-    conn.transaction(|conn| {
+    write_transaction(conn, |conn| {
         if let Some(retailer) = retailer_id {
             check_name("the retailer id", retailer)?;
             accounts::ensure_retailer(conn, retailer, retailer, now)?;
@@ -78,7 +77,7 @@ pub fn create_client(
     }
     let hash = hash_secret(&secret);
     let now = Utc::now().naive_utc();
-    conn.transaction(|conn| {
+    write_transaction(conn, |conn| {
         if let Some(binding) = &binding {
             check_name("the retailer id", binding.retailer_id)?;
             accounts::ensure_retailer(conn, binding.retailer_id, binding.retailer_id, now)?;
@@ -97,16 +96,26 @@ pub fn create_client(
     Ok(secret)
 }
 
+/// Registers a retailer; returns whether it is new (false: it was registered already).
 pub fn create_retailer(
     conn: &mut DbConnection,
     id: &str,
     name: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     check_name("the retailer id", id)?;
-    if !accounts::ensure_retailer(conn, id, name.unwrap_or(id), Utc::now().naive_utc())? {
-        bail!("retailer {id} already exists");
+    if let Some(name) = name {
+        check_retailer_name(name)?;
     }
-    Ok(())
+    Ok(accounts::ensure_retailer(
+        conn,
+        id,
+        name.unwrap_or(id),
+        Utc::now().naive_utc(),
+    )?)
+}
+
+pub fn check_retailer_name(name: &str) -> anyhow::Result<()> {
+    check_name("the retailer's name", name)
 }
 
 /// "KIND NAME already exists" for a unique violation, else the error with its context.

@@ -4,14 +4,14 @@
 
 use anyhow::bail;
 use chrono::Utc;
-use diesel::{Connection, QueryResult};
+use diesel::QueryResult;
 
 use super::accounts::{check_name, exists_or};
 use super::permissions::{format_list, parse_list, Permission};
 use super::principal::Principal;
 use super::secrets::{new_token, token_hash};
 use crate::db::models::{ApiKey, NewApiKey};
-use crate::db::{self, accounts, DbConnection};
+use crate::db::{self, accounts, write_transaction, DbConnection};
 use crate::domain::scalar::{required_key, Scalar};
 
 /// What every API key starts with, so the service knows a key from an OAuth token
@@ -49,7 +49,7 @@ pub fn create_api_key(
         revoked: 0,
         created_on: now,
     };
-    conn.transaction(|conn| {
+    write_transaction(conn, |conn| {
         accounts::ensure_retailer(conn, retailer_id, retailer_id, now)?;
         db::api_keys::insert_api_key(conn, &new).map_err(|e| exists_or(e, "API key", name))
     })?;

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::models::{NewUser, OauthClient, Retailer, User};
 use super::schema::{login_failures, oauth_clients, retailers, tokens, users};
 use super::sql::{self, delete_before};
-use super::DbConnection;
+use super::{write_transaction, DbConnection};
 
 /// Registers a retailer unless it exists. Returns whether it was new.
 pub fn ensure_retailer(
@@ -26,6 +26,43 @@ pub fn ensure_retailer(
             .execute(conn)?;
     }
     Ok(!exists)
+}
+
+pub fn find_retailer(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Retailer>> {
+    retailers::table
+        .find(id)
+        .select(Retailer::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Keeps a retailer's COMPLETE batches `days` days (`None`: the server's default).
+/// Returns whether the retailer exists.
+pub fn set_retailer_retention(
+    conn: &mut DbConnection,
+    id: &str,
+    days: Option<i32>,
+) -> QueryResult<bool> {
+    let updated = diesel::update(retailers::table.find(id))
+        .set(retailers::retention_days.eq(days))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Renames a retailer. Returns whether it exists.
+pub fn rename_retailer(conn: &mut DbConnection, id: &str, name: &str) -> QueryResult<bool> {
+    let updated = diesel::update(retailers::table.find(id))
+        .set(retailers::name.eq(name))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Retailers that keep their batches for a time of their own, with it (days).
+pub fn list_retention_overrides(conn: &mut DbConnection) -> QueryResult<Vec<(String, i32)>> {
+    retailers::table
+        .filter(retailers::retention_days.is_not_null())
+        .select((retailers::id, retailers::retention_days.assume_not_null()))
+        .load(conn)
 }
 
 pub fn list_retailers(conn: &mut DbConnection) -> QueryResult<Vec<Retailer>> {
@@ -76,7 +113,7 @@ pub fn set_user_disabled(
     username: &str,
     disabled: bool,
 ) -> QueryResult<bool> {
-    conn.transaction(|conn| {
+    write_transaction(conn, |conn| {
         let id: Option<i64> = diesel::update(users::table.filter(users::username.eq(username)))
             .set(users::disabled.eq(i32::from(disabled)))
             .returning(users::id)
@@ -136,7 +173,7 @@ pub fn set_client_disabled(
     client_id: &str,
     disabled: bool,
 ) -> QueryResult<bool> {
-    conn.transaction(|conn| {
+    write_transaction(conn, |conn| {
         let id: Option<i64> =
             diesel::update(oauth_clients::table.filter(oauth_clients::client_id.eq(client_id)))
                 .set(oauth_clients::disabled.eq(i32::from(disabled)))

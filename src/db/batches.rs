@@ -9,7 +9,7 @@ use diesel::sql_types::{Text, Timestamp};
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
 use super::schema::batches;
 use super::sql::{delete_before, numbered_for_sqlite};
-use super::DbConnection;
+use super::{write_transaction, DbConnection};
 
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
     diesel::insert_into(batches::table)
@@ -34,6 +34,42 @@ pub fn accept_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i6
     let id = insert_batch(conn, batch)?;
     notify_queue_changed(conn)?;
     Ok(id)
+}
+
+/// How full the queue is: unfinished batches of `retailer`, unfinished batches in all,
+/// and records of unfinished batches in all.
+pub fn queue_load(conn: &mut DbConnection, retailer: &str) -> QueryResult<(i64, i64, i64)> {
+    let unfinished = || batches::table.filter(batches::status.ne(COMPLETE));
+    let of_retailer = unfinished()
+        .filter(batches::retailer_id.eq(retailer))
+        .count()
+        .get_result(conn)?;
+    let (all, records): (i64, Option<i64>) = unfinished()
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::sum(batches::record_count),
+        ))
+        .first(conn)?;
+    Ok((of_retailer, all, records.unwrap_or(0)))
+}
+
+/// The records a batch was posted with (kept until retention prunes the batch).
+pub fn find_entities(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>> {
+    batches::table
+        .find(id)
+        .select(batches::entities)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
+/// Closes a job now (it takes no more batches).
+pub fn close_job(conn: &mut DbConnection, job_id: i64, now: NaiveDateTime) -> QueryResult<()> {
+    use super::schema::jobs;
+    diesel::update(jobs::table.find(job_id).filter(jobs::closed_on.is_null()))
+        .set(jobs::closed_on.eq(Some(now)))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn find_batch_by_id(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Batch>> {
@@ -127,6 +163,8 @@ pub struct Counts {
     pub applied: i32,
     pub rejected: i32,
     pub unchanged: i32,
+    /// It stopped because it was cancelled.
+    pub cancelled: bool,
 }
 
 /// Marks a batch `COMPLETE` with its counts if `owner` still holds it. Returns whether it
@@ -142,13 +180,13 @@ pub fn complete_batch(
         .set((
             batches::status.eq(COMPLETE),
             batches::completed_on.eq(Some(now)),
-            batches::entities.eq(None::<String>),
             batches::lease_owner.eq(None::<String>),
             batches::lease_expires_at.eq(None::<NaiveDateTime>),
             batches::processed_count.eq(batches::record_count),
             batches::applied_count.eq(Some(counts.applied)),
             batches::rejected_count.eq(Some(counts.rejected)),
             batches::unchanged_count.eq(Some(counts.unchanged)),
+            batches::cancelled.eq(i32::from(counts.cancelled)),
         ))
         .execute(conn)?;
     Ok(updated == 1)
@@ -162,12 +200,54 @@ pub fn add_processed(conn: &mut DbConnection, id: i64, done: i32) -> QueryResult
         .map(|_| ())
 }
 
-/// Locks the batch row until the transaction ends, if `owner` still holds the batch.
-/// `false` means the lease was lost and the caller's transaction must roll back.
-pub fn lock_held_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    let updated = diesel::update(held_by!(id, owner))
+/// Locks the batch row until the transaction ends, if `owner` still holds the batch, and
+/// says whether a cancel was asked. `None` means the lease was lost and the caller's
+/// transaction must roll back.
+pub fn lock_held_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<Option<bool>> {
+    let cancel: Option<i32> = diesel::update(held_by!(id, owner))
         .set(batches::lease_owner.eq(batches::lease_owner))
-        .execute(conn)?;
+        .returning(batches::cancel_requested)
+        .get_result(conn)
+        .optional()?;
+    Ok(cancel.map(|c| c != 0))
+}
+
+/// Ends a PENDING batch as cancelled: COMPLETE, with the marker. `false` when it is no
+/// longer PENDING (an executor claimed it, or it is done).
+pub fn cancel_pending_batch(
+    conn: &mut DbConnection,
+    id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(PENDING)),
+    )
+    .set((
+        batches::status.eq(COMPLETE),
+        batches::cancelled.eq(1),
+        batches::started_on.eq(Some(now)),
+        batches::completed_on.eq(Some(now)),
+        batches::processed_count.eq(batches::record_count),
+        batches::applied_count.eq(Some(0)),
+        batches::rejected_count.eq(batches::record_count.nullable()),
+        batches::unchanged_count.eq(Some(0)),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Asks the executor running a batch to stop at its next safe point. `false` when it is
+/// not RUNNING.
+pub fn request_cancel(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+    let updated = diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(RUNNING)),
+    )
+    .set(batches::cancel_requested.eq(1))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 
@@ -221,21 +301,49 @@ pub fn notify_queue_changed(conn: &mut DbConnection) -> QueryResult<()> {
     }
 }
 
+/// COMPLETE batches created before `$1`, at most `$2`: of retailer `$3`, or (without it)
+/// of every retailer that keeps its batches for the server's default time.
 const PRUNED: &str = "SELECT id FROM batches WHERE status = 'COMPLETE' AND created_on < $1 \
-    ORDER BY id LIMIT $2";
+    AND RETAILER ORDER BY id LIMIT $2";
 
-/// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their results.
-/// Both statements write first, so on SQLite the transaction takes the write lock at once
-/// rather than failing to upgrade a read when another process has written meanwhile.
+/// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their results: of
+/// `retailer`, or when `None` of every retailer without a retention of its own. Both
+/// statements write first, so on SQLite the transaction takes the write lock at once.
 pub fn delete_completed_batches_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
     limit: i64,
+    retailer: Option<&str>,
 ) -> QueryResult<usize> {
-    conn.transaction(|conn| {
-        let results = format!("DELETE FROM batch_results WHERE batch_id IN ({PRUNED})");
-        delete_before(conn, &results, cutoff, limit)?;
-        let batches = format!("DELETE FROM batches WHERE id IN ({PRUNED})");
-        delete_before(conn, &batches, cutoff, limit)
+    let pruned = PRUNED.replace(
+        "RETAILER",
+        match retailer {
+            Some(_) => "retailer_id = $3",
+            None => {
+                "retailer_id NOT IN (SELECT id FROM retailers WHERE retention_days IS NOT NULL)"
+            }
+        },
+    );
+    let delete = |conn: &mut DbConnection, sql: String| -> QueryResult<usize> {
+        let Some(retailer) = retailer else {
+            return delete_before(conn, &sql, cutoff, limit);
+        };
+        let query = |sql: &str| {
+            sql_query(sql)
+                .bind::<Timestamp, _>(cutoff)
+                .bind::<diesel::sql_types::BigInt, _>(limit)
+                .bind::<Text, _>(retailer)
+        };
+        match conn {
+            DbConnection::Sqlite(c) => query(&numbered_for_sqlite(&sql)).execute(c),
+            DbConnection::Pg(c) => query(&sql).execute(c),
+        }
+    };
+    write_transaction(conn, |conn| {
+        delete(
+            conn,
+            format!("DELETE FROM batch_results WHERE batch_id IN ({pruned})"),
+        )?;
+        delete(conn, format!("DELETE FROM batches WHERE id IN ({pruned})"))
     })
 }

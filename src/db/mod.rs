@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod batches;
 mod connection;
+pub mod heartbeats;
 pub mod idempotency;
 pub mod items;
 pub mod jobs;

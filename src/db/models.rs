@@ -19,6 +19,8 @@ pub struct Job {
     pub retailer_id: String,
     pub meta: Option<String>,
     pub created_on: NaiveDateTime,
+    /// Set when the job was cancelled (closed before the end of its day).
+    pub closed_on: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -63,6 +65,9 @@ pub struct Batch {
     pub applied_count: Option<i32>,
     pub rejected_count: Option<i32>,
     pub unchanged_count: Option<i32>,
+    /// A cancel was asked while it ran; `cancelled` once it ended COMPLETE because of one.
+    pub cancel_requested: i32,
+    pub cancelled: i32,
 }
 
 #[derive(Insertable)]
@@ -164,6 +169,8 @@ pub struct Retailer {
     pub id: String,
     pub name: String,
     pub created_on: NaiveDateTime,
+    /// Days its COMPLETE batches are kept, when not the server's default.
+    pub retention_days: Option<i32>,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

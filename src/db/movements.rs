@@ -94,6 +94,7 @@ pub fn insert_movements(
 #[derive(Queryable, Debug, Clone, PartialEq, Eq)]
 pub struct MovementRow {
     pub id: i64,
+    pub retailer_id: String,
     pub sku_ref: String,
     pub location_ref: String,
     pub operation: String,
@@ -144,6 +145,7 @@ pub fn list_movements(
         .limit(limit)
         .select((
             movements::id,
+            positions::retailer_id,
             positions::sku_ref,
             positions::location_ref,
             movements::operation,

@@ -137,3 +137,54 @@ pub fn first_errors(
         .select((batch_results::response_code, batch_results::message))
         .load(conn)
 }
+
+/// The record indexes of a batch whose results are not 200, in order.
+pub fn failed_seqs(conn: &mut DbConnection, batch_id: i64) -> QueryResult<Vec<i32>> {
+    batch_results::table
+        .filter(batch_results::batch_id.eq(batch_id))
+        .filter(batch_results::response_code.ne(200))
+        .order(batch_results::seq)
+        .select(batch_results::seq)
+        .load(conn)
+}
+
+/// Which results an export shows.
+#[derive(Debug, Clone, Default)]
+pub struct ResultFilter {
+    /// Only these codes (empty: all).
+    pub codes: Vec<i32>,
+    /// Only results that are not 200.
+    pub failed: bool,
+}
+
+/// Up to `limit` results of a batch from record index `from` on, filtered.
+pub fn filtered_results(
+    conn: &mut DbConnection,
+    batch_id: i64,
+    from: i32,
+    limit: i64,
+    filter: &ResultFilter,
+) -> QueryResult<Vec<BatchResult>> {
+    let mut query = batch_results::table
+        .filter(batch_results::batch_id.eq(batch_id))
+        .filter(batch_results::seq.ge(from))
+        .into_boxed();
+    if !filter.codes.is_empty() {
+        query = query.filter(batch_results::response_code.eq_any(filter.codes.clone()));
+    }
+    if filter.failed {
+        query = query.filter(batch_results::response_code.ne(200));
+    }
+    query
+        .order(batch_results::seq)
+        .limit(limit)
+        .select((
+            batch_results::seq,
+            batch_results::entity_id,
+            batch_results::entity_ref,
+            batch_results::response_code,
+            batch_results::message,
+            batch_results::data,
+        ))
+        .load(conn)
+}

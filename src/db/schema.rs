@@ -7,6 +7,7 @@ diesel::table! {
         retailer_id -> Text,
         meta -> Nullable<Text>,
         created_on -> Timestamp,
+        closed_on -> Nullable<Timestamp>,
     }
 }
 
@@ -39,6 +40,8 @@ diesel::table! {
         applied_count -> Nullable<Integer>,
         rejected_count -> Nullable<Integer>,
         unchanged_count -> Nullable<Integer>,
+        cancel_requested -> Integer,
+        cancelled -> Integer,
     }
 }
 
@@ -133,6 +136,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    executor_heartbeats (owner) {
+        owner -> Text,
+        last_seen -> Timestamp,
+    }
+}
+
 diesel::joinable!(batches -> jobs (job_id));
 diesel::joinable!(inventory_movements -> inventory_positions (position_id));
 diesel::joinable!(batch_results -> batches (batch_id));
@@ -142,6 +152,7 @@ diesel::table! {
         id -> Text,
         name -> Text,
         created_on -> Timestamp,
+        retention_days -> Nullable<Integer>,
     }
 }
 
@@ -208,4 +219,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     idempotency_keys,
     accept_turns,
+    executor_heartbeats,
 );

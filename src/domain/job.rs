@@ -82,8 +82,15 @@ impl JobStatus {
     }
 }
 
-/// A job is open until the end of the UTC day it was created in.
-pub fn job_status(created_on: NaiveDateTime, now: NaiveDateTime) -> JobStatus {
+/// A job is open until the end of the UTC day it was created in, or until it is cancelled.
+pub fn job_status(
+    created_on: NaiveDateTime,
+    closed_on: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> JobStatus {
+    if closed_on.is_some_and(|closed| closed <= now) {
+        return JobStatus::Closed;
+    }
     let closes_at = created_on
         .date()
         .and_hms_opt(0, 0, 0)
@@ -110,9 +117,23 @@ mod tests {
 
     #[test]
     fn jobs_close_at_utc_midnight() {
-        assert_eq!(job_status(at(22, 0, 1), at(22, 23, 59)), JobStatus::Open);
-        assert_eq!(job_status(at(22, 23, 59), at(23, 0, 0)), JobStatus::Closed);
-        assert_eq!(job_status(at(22, 10, 0), at(25, 10, 0)), JobStatus::Closed);
+        assert_eq!(
+            job_status(at(22, 0, 1), None, at(22, 23, 59)),
+            JobStatus::Open
+        );
+        assert_eq!(
+            job_status(at(22, 23, 59), None, at(23, 0, 0)),
+            JobStatus::Closed
+        );
+        assert_eq!(
+            job_status(at(22, 10, 0), None, at(25, 10, 0)),
+            JobStatus::Closed
+        );
+        assert_eq!(
+            job_status(at(22, 10, 0), Some(at(22, 11, 0)), at(22, 12, 0)),
+            JobStatus::Closed,
+            "cancelled"
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ use super::stateset::{Item, Note, Op};
 /// A position is (location, SKU) within the batch's retailer.
 pub type PositionKey = (String, String);
 
+/// What a view changed: positions, and items' properties.
+pub type Changes = (Vec<(PositionKey, Stock)>, Vec<(String, Map<String, Value>)>);
+
 /// A position's stored fields. `id` is `None` until the position is first written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stock {
@@ -78,7 +81,8 @@ pub struct Refusal {
 
 /// Result codes of items that changed nothing (beside validation's 400).
 pub const CODE_NOT_FOUND: i32 = 404;
-pub const CODE_CONFLICT: i32 = 409;
+/// A change the stock cannot take (below zero, past the integer range).
+pub const CODE_UNPROCESSABLE: i32 = 422;
 /// An item never attempted: an earlier one failed and the batch stops at errors.
 pub const CODE_SKIPPED: i32 = 0;
 
@@ -191,7 +195,7 @@ impl View {
 
     /// The positions and items changed since the last [`View::commit`], sorted by key
     /// (writers lock in one order).
-    pub fn changes(&self) -> (Vec<(PositionKey, Stock)>, Vec<(String, Map<String, Value>)>) {
+    pub fn changes(&self) -> Changes {
         let mut positions: Vec<_> = self
             .changed_positions
             .iter()
@@ -411,7 +415,7 @@ pub fn apply_item(view: &mut View, item: &Item) -> Result<Applied, Refusal> {
 /// `qty + change`, refused below zero or past the integer range.
 fn after_change(qty: i64, change: i64) -> Result<i64, Refusal> {
     let conflict = |message: String| Refusal {
-        code: CODE_CONFLICT,
+        code: CODE_UNPROCESSABLE,
         message,
     };
     match qty.checked_add(change) {
@@ -488,7 +492,7 @@ mod tests {
             refused.message,
             "insufficient stock: 12 on hand, 25 requested"
         );
-        assert_eq!(refused.code, CODE_CONFLICT);
+        assert_eq!(refused.code, CODE_UNPROCESSABLE);
         let transfer = parse(
             Operation::Transfer,
             r#"{"sku":"A","data":{"from_location":"W1","to_location":"W2","quantity":13}}"#,

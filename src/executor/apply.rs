@@ -152,19 +152,29 @@ pub fn apply_batch(
     loop {
         let done = gate.executor(|| {
             conn.transaction::<_, TxError, _>(|conn| {
-                if !batches::lock_held_batch(conn, batch.id, owner)? {
+                let Some(cancel) = batches::lock_held_batch(conn, batch.id, owner)? else {
                     return Err(TxError::LeaseLost);
-                }
+                };
                 let mut rows = Vec::new();
+                if cancel {
+                    // A safe point: what is applied stays, the rest is not applied at all.
+                    rows = steps[next..]
+                        .concat()
+                        .into_iter()
+                        .map(cancelled_row)
+                        .collect();
+                    next = steps.len();
+                    plan.counts.cancelled = true;
+                }
                 while next < steps.len() {
+                    #[cfg(feature = "fault-injection")]
+                    fault_injection::inside_transaction();
                     rows.extend(apply_step(conn, &mut plan, &mut view, &steps[next])?);
                     next += 1;
                     if gate.api_write_waiting() {
                         break;
                     }
                 }
-                #[cfg(feature = "fault-injection")]
-                fault_injection::inside_transaction();
                 results::insert_results(conn, batch.id, &rows)?;
                 let mut counts = plan.counts;
                 rows.iter()
@@ -203,6 +213,23 @@ pub fn apply_batch(
 
 fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
+}
+
+/// What a cancel says of an item it kept from being applied.
+pub const CANCELLED: &str = "not applied: the batch was cancelled before it was applied";
+/// The code of such an item's result.
+pub const CODE_CANCELLED: i32 = 409;
+
+/// The result of item `i`, kept from being applied by a cancel.
+pub fn cancelled_row(i: usize) -> NewResult {
+    NewResult {
+        seq: i as i32,
+        entity_id: None,
+        entity_ref: None,
+        response_code: CODE_CANCELLED,
+        message: CANCELLED.to_owned(),
+        data: None,
+    }
 }
 
 /// Adds one result to a batch's counts.
@@ -613,8 +640,8 @@ mod fault_injection {
         }
     }
 
-    /// Sleeps `STOCKBATCH_FAULT_APPLY_DELAY_MS` inside the apply transaction, so tests can
-    /// kill or stop an executor in the middle of a batch.
+    /// Sleeps `STOCKBATCH_FAULT_APPLY_DELAY_MS` inside the apply transaction before each
+    /// step, so tests can kill, stop or cancel an executor in the middle of a batch.
     pub fn inside_transaction() {
         if let Some(ms) = std::env::var("STOCKBATCH_FAULT_APPLY_DELAY_MS")
             .ok()

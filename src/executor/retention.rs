@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{accounts, batches, idempotency, jobs, tokens, DbPool, WriteGate};
+use crate::db::{accounts, batches, heartbeats, idempotency, jobs, tokens, DbPool, WriteGate};
 
 /// Failed-login counters untouched this long are forgotten (locks last at most 15 minutes).
 const LOGIN_FAILURES_KEPT: TimeDelta = TimeDelta::hours(1);
@@ -65,12 +65,26 @@ pub fn prune(
     let keys_cutoff = now - TimeDelta::from_std(config.idempotency_ttl).unwrap_or(TimeDelta::MAX);
     // A connection per statement, so none is held between chunks.
     let conn = || pool.get().context("no database connection");
-    let batches = delete_in_chunks(config.chunk, stopping, || {
+    let mut batches = delete_in_chunks(config.chunk, stopping, || {
         let mut conn = conn()?;
         Ok(gate.executor(|| {
-            batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk)
+            batches::delete_completed_batches_before(&mut conn, cutoff, config.chunk, None)
         })?)
     })?;
+    for (retailer, days) in accounts::list_retention_overrides(&mut *conn()?)? {
+        let cutoff = now - TimeDelta::days(days.into());
+        batches += delete_in_chunks(config.chunk, stopping, || {
+            let mut conn = conn()?;
+            Ok(gate.executor(|| {
+                batches::delete_completed_batches_before(
+                    &mut conn,
+                    cutoff,
+                    config.chunk,
+                    Some(&retailer),
+                )
+            })?)
+        })?;
+    }
     let jobs = delete_in_chunks(rows, stopping, || {
         let mut conn = conn()?;
         Ok(gate.executor(|| jobs::delete_empty_jobs_before(&mut conn, cutoff, rows))?)
@@ -87,6 +101,10 @@ pub fn prune(
     let idempotency_keys = delete_in_chunks(rows, stopping, || {
         let mut conn = conn()?;
         Ok(gate.executor(|| idempotency::delete_answers_before(&mut conn, keys_cutoff, rows))?)
+    })?;
+    let gone = now - TimeDelta::days(1);
+    gate.executor(|| {
+        heartbeats::delete_beats_before(&mut *conn()?, gone).map_err(anyhow::Error::from)
     })?;
     Ok(PruneReport {
         batches,

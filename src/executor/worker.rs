@@ -18,7 +18,11 @@ use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, DbConnection, DbPool, WriteGate};
+use crate::db::{batches, heartbeats, DbConnection, DbPool, WriteGate};
+
+/// How often an executor says it is alive; readers take one silent for three times this
+/// long as gone.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Batches larger than this give the memory they used back to the system once applied.
 const LARGE_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -267,7 +271,14 @@ impl Executor {
     fn run_loop(&self, stopping: &AtomicBool, wakeup: &Wakeup) {
         log::info!("executor {} started", self.owner);
         let mut backoff = Duration::from_millis(100);
+        let mut last_beat: Option<Instant> = None;
         while !stopping.load(Ordering::SeqCst) {
+            if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_INTERVAL) {
+                match self.beat() {
+                    Ok(()) => last_beat = Some(Instant::now()),
+                    Err(e) => log::warn!("executor {}: heartbeat failed: {e:#}", self.owner),
+                }
+            }
             match self.run_once() {
                 Ok(Step::Processed(_)) => backoff = Duration::from_millis(100),
                 Ok(Step::QueueEmpty) => wakeup.wait(self.config.poll_interval),
@@ -280,7 +291,19 @@ impl Executor {
         }
         // Pass the stop on to a sibling still waiting on the shared wake-up.
         wakeup.notify();
+        if let Ok(mut conn) = self.pool.get() {
+            let _ = heartbeats::forget(&mut conn, &self.owner);
+        }
         log::info!("executor {} stopped", self.owner);
+    }
+
+    /// Says this executor is alive (see `db::heartbeats`).
+    fn beat(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().context("no database connection")?;
+        let now = Utc::now().naive_utc();
+        self.gate
+            .executor_brief(|| heartbeats::beat(&mut conn, &self.owner, now))?;
+        Ok(())
     }
 }
 

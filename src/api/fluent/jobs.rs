@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
 
-use super::batches::BatchFacts;
+use super::batches::{BatchFacts, ViewContext};
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, stored_response, Made};
@@ -77,15 +77,17 @@ pub async fn get_job(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Permission::JobView)?;
     let job_id = parse_id("job", &path)?;
-    let (job, batches) = with_conn(&state.pool, move |conn| {
+    let settings = state.settings.clone();
+    let (job, batches, ctx) = with_conn(&state.pool, move |conn| {
         let job = find_visible_job(conn, &principal, job_id)?;
         let batches = batches::list_job_batches(conn, job_id)?;
-        Ok((job, batches))
+        let ctx = ViewContext::load(conn, &settings, &job.retailer_id)?;
+        Ok((job, batches, ctx))
     })
     .await?;
     Ok(HttpResponse::Ok().json(JobResponse {
         job_id: job.id.to_string(),
-        status: job_status(job.created_on, Utc::now().naive_utc()).as_str(),
+        status: job_status(job.created_on, job.closed_on, Utc::now().naive_utc()).as_str(),
         meta: job
             .meta
             .as_deref()
@@ -93,7 +95,7 @@ pub async fn get_job(
         name: job.name,
         retailer_id: job.retailer_id,
         created_on: rfc3339(job.created_on),
-        batch: batches.iter().map(BatchFacts::of).collect(),
+        batch: batches.iter().map(|b| BatchFacts::of(b, &ctx)).collect(),
     }))
 }
 
@@ -176,7 +178,7 @@ pub async fn job_results(
     }
     Ok(HttpResponse::Ok().json(JobResults {
         id: job.id.to_string(),
-        status: job_status(job.created_on, Utc::now().naive_utc()).as_str(),
+        status: job_status(job.created_on, job.closed_on, Utc::now().naive_utc()).as_str(),
         total_batches: batches.len(),
         successful_batches: successful,
         failed_batches: failed,

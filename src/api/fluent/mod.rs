@@ -1,6 +1,8 @@
 //! Fluent Commerce's v4.1 Job & Batch API: jobs, UPSERT batches, positions, and the ledger.
 
 pub mod batches;
+pub mod control;
+pub mod export;
 pub mod inventory;
 pub mod jobs;
 pub mod movements;

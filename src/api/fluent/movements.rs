@@ -34,6 +34,7 @@ struct MovementPage {
 #[serde(rename_all = "camelCase")]
 struct MovementResponse {
     id: String,
+    retailer_id: String,
     sku_ref: String,
     location_ref: String,
     operation: String,
@@ -83,6 +84,7 @@ pub async fn list_movements(
             .into_iter()
             .map(|m| MovementResponse {
                 id: m.id.to_string(),
+                retailer_id: m.retailer_id,
                 sku_ref: m.sku_ref,
                 location_ref: m.location_ref,
                 operation: m.operation,

@@ -14,13 +14,17 @@ use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, Answer, Made};
 use crate::api::principal::require;
-use crate::api::support::{blocking, require_json, rfc3339, with_conn, AppState};
+use crate::api::support::{
+    blocking, check_queue, parse_id, require_json, rfc3339, with_conn, AppState,
+};
 use crate::auth::{Permission, Principal};
 use crate::db::models::{Batch, BatchResult, NewBatch, COMPLETE, PENDING, STATESET};
-use crate::db::{batches, results};
+use crate::db::{batches, results, write_transaction, DbConnection};
 use crate::domain::inventory::CODE_OK;
 use crate::domain::operations::CODE_SKIPPED;
 use crate::domain::stateset::{parse_batch_request, Options, MAX_ITEMS};
+use crate::executor::CODE_CANCELLED;
+use crate::executor::{cancel_batch as cancel, Cancelled};
 
 /// How StateSet names a batch: `batch_<id>`.
 const ID_PREFIX: &str = "batch_";
@@ -36,6 +40,8 @@ struct BatchView {
     validate_only: bool,
     summary: Summary,
     results: Vec<ItemResult>,
+    /// It ended because it was cancelled (its items not applied are `skipped`).
+    cancelled: bool,
     /// Stored with the batch; sending it is not built yet (see the README).
     notification_email: Option<String>,
     created_at: String,
@@ -86,8 +92,10 @@ pub async fn create_batch(
         },
     )
     .await?;
+    let limits = state.settings.queue_limits;
     let answer = create_once(&state, key, move |conn| {
         let _body = body;
+        check_queue(conn, &limits, &retailer, draft.item_count)?;
         let options = serde_json::to_string(&draft.options).map_err(anyhow::Error::from)?;
         let key_box = draft.key_box.as_ref();
         let batch = NewBatch {
@@ -141,15 +149,52 @@ pub async fn get_batch(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Permission::BatchView)?;
     own_retailer(&principal)?;
-    let raw = path.into_inner();
-    let id = raw
-        .strip_prefix(ID_PREFIX)
-        .unwrap_or(&raw)
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("batch {raw} not found")))?;
+    let id = batch_id(&path)?;
     Ok(HttpResponse::Ok().json(load_view(&state, &principal, id).await?))
+}
+
+/// `POST /api/v1/inventory/batch/{batch_id}/cancel`: 200 when the batch was still queued
+/// (nothing of it applied), 202 when it runs (it stops at its next safe point), 409 when done.
+pub async fn cancel_batch(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::BatchCreate)?;
+    let retailer = own_retailer(&principal)?.to_owned();
+    let id = batch_id(&path)?;
+    let gate = state.gate.clone();
+    let outcome = with_conn(&state.pool, move |conn| {
+        gate.api(|| {
+            write_transaction(conn, |conn| {
+                let batch = find_own(conn, &retailer, id)?;
+                Ok::<_, ApiError>(cancel(conn, &batch, Utc::now().naive_utc())?)
+            })
+        })
+    })
+    .await?;
+    let status = match outcome {
+        Cancelled::Now => StatusCode::OK,
+        Cancelled::Requested => StatusCode::ACCEPTED,
+        Cancelled::TooLate => {
+            return Err(ApiError::Conflict(format!(
+                "batch {ID_PREFIX}{id} is done: it can no longer be cancelled"
+            )))
+        }
+    };
+    state.wakeup.notify();
+    Ok(HttpResponse::build(status).json(load_view(&state, &principal, id).await?))
+}
+
+fn batch_id(raw: &str) -> Result<i64, ApiError> {
+    parse_id("batch", raw.strip_prefix(ID_PREFIX).unwrap_or(raw))
+}
+
+/// The StateSet batch `id` of `retailer`; any other is answered as missing.
+fn find_own(conn: &mut DbConnection, retailer: &str, id: i64) -> Result<Batch, ApiError> {
+    batches::find_batch_by_id(conn, id)?
+        .filter(|b| b.api == STATESET && b.retailer_id == retailer)
+        .ok_or_else(|| ApiError::NotFound(format!("batch {ID_PREFIX}{id} not found")))
 }
 
 /// The batch's view once it is complete, or as it is when the wait runs out.
@@ -175,9 +220,7 @@ async fn load_view(
 ) -> Result<BatchView, ApiError> {
     let retailer = own_retailer(principal)?.to_owned();
     let (batch, rows) = with_conn(&state.pool, move |conn| {
-        let batch = batches::find_batch_by_id(conn, id)?
-            .filter(|b| b.api == STATESET && b.retailer_id == retailer)
-            .ok_or_else(|| ApiError::NotFound(format!("batch {ID_PREFIX}{id} not found")))?;
+        let batch = find_own(conn, &retailer, id)?;
         let rows = if batch.status == COMPLETE {
             results::page_results(conn, id, 0, MAX_ITEMS as i64)?
         } else {
@@ -203,7 +246,7 @@ fn view(batch: Batch, rows: Vec<BatchResult>) -> BatchView {
         .map(|r| {
             let status = match r.response_code {
                 CODE_OK => "success",
-                CODE_SKIPPED => "skipped",
+                CODE_SKIPPED | CODE_CANCELLED => "skipped",
                 _ => "error",
             };
             match status {
@@ -233,6 +276,7 @@ fn view(batch: Batch, rows: Vec<BatchResult>) -> BatchView {
         status,
         operation: batch.action,
         validate_only: batch.dry_run != 0,
+        cancelled: batch.cancelled != 0,
         summary,
         results,
         notification_email: options.and_then(|o| o.notification_email),

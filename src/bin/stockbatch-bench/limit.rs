@@ -315,8 +315,8 @@ impl Batch<'_> {
     }
 }
 
-/// One transaction: a job, a COMPLETE batch, the positions, results and movements.
-/// Returns the batch id.
+/// One transaction: a job, a COMPLETE batch with its counts, the positions, results and
+/// movements. Returns the batch id.
 fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> QueryResult<i64> {
     conn.transaction(|conn| {
         let now = Utc::now().naive_utc();
@@ -339,7 +339,12 @@ fn write_batch(conn: &mut DbConnection, method: Method, records: &[Record]) -> Q
                 batches::record_count.eq(records.len() as i32),
                 batches::attempts.eq(1),
                 batches::created_on.eq(now),
+                batches::started_on.eq(Some(now)),
                 batches::completed_on.eq(Some(now)),
+                batches::processed_count.eq(records.len() as i32),
+                batches::applied_count.eq(Some(records.len() as i32)),
+                batches::rejected_count.eq(Some(0)),
+                batches::unchanged_count.eq(Some(0)),
             ))
             .returning(batches::id)
             .get_result(conn)?;
