@@ -15,7 +15,11 @@ use crate::auth::permissions::{format_list, parse_list};
 use crate::auth::{TokenSettings, DEFAULT_LOCATION};
 use crate::config::{Config, Role};
 use crate::db::{self, build_pool, run_migrations, DbConnection};
+use crate::domain::webhook::parse_subscription;
 use crate::executor::{ExecutorConfig, RetentionConfig};
+use crate::notify::{
+    check_destination, new_webhook_secret, KeySource, NotifyConfig, SealingKey, SmtpRelay,
+};
 use crate::startup::Application;
 
 #[derive(Parser, Debug)]
@@ -35,7 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the service (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users: `user create|list|disable|enable`.
     User {
         #[command(flatten)]
@@ -63,6 +67,74 @@ enum Command {
         db: DbArgs,
         #[command(subcommand)]
         action: ApiKeyAction,
+    },
+    /// Manage webhook subscriptions: `webhook create|list|delete|deliveries`.
+    Webhook {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        sealing: SealingArgs,
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+/// Where the key sealing webhook secrets comes from.
+#[derive(Args, Debug, Clone)]
+struct SealingArgs {
+    /// The sealing key itself: base64 of 32 random bytes (every node needs the same).
+    #[arg(
+        long,
+        env = "STOCKBATCH_SEALING_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    sealing_key: Option<String>,
+    /// A file holding the sealing key, created if missing (default: beside a SQLite
+    /// database, or `stockbatch.sealing-key` in the working directory for PostgreSQL).
+    #[arg(long, env = "STOCKBATCH_SEALING_KEY_FILE", global = true)]
+    sealing_key_file: Option<std::path::PathBuf>,
+    /// Allow webhooks to loopback, private and link-local addresses.
+    #[arg(long, env = "STOCKBATCH_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    webhook_allow_private: bool,
+}
+
+impl SealingArgs {
+    fn source(&self, database_url: &str) -> KeySource {
+        match (&self.sealing_key, &self.sealing_key_file) {
+            (Some(key), _) => KeySource::Value(key.clone()),
+            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, None) => NotifyConfig::new(database_url).sealing_key,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum WebhookAction {
+    /// Subscribe a URL to events; the signing secret is printed once.
+    Create {
+        /// The http(s) URL events are POSTed to.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: BATCH_CREATE, BATCH_COMPLETE, INVENTORY_CHANGED, JOB_CLOSED, or *.
+        #[arg(long)]
+        events: String,
+        /// The retailer whose events it gets; every retailer's when omitted.
+        #[arg(long)]
+        retailer: Option<String>,
+        /// Use this secret instead of a generated one.
+        #[arg(long, env = "STOCKBATCH_NEW_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// List subscriptions (never their secrets).
+    List,
+    /// Delete a subscription and its deliveries.
+    Delete { id: i64 },
+    /// The latest deliveries of a subscription.
+    Deliveries {
+        id: i64,
+        #[arg(long, default_value_t = 20)]
+        count: i64,
     },
 }
 
@@ -272,11 +344,60 @@ pub struct ServeArgs {
     /// Seconds between retention runs.
     #[arg(long, env = "STOCKBATCH_PRUNE_INTERVAL_SECS", default_value_t = 3600)]
     prune_interval_secs: u64,
+    /// The SMTP relay for batch emails: `smtp://[user:pass@]host[:port][?tls=required]`
+    /// (STARTTLS) or `smtps://...`; without it emails are recorded as not sent.
+    #[arg(long, env = "STOCKBATCH_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of batch emails.
+    #[arg(
+        long,
+        env = "STOCKBATCH_SMTP_FROM",
+        default_value = "stockbatch <stockbatch@localhost>"
+    )]
+    smtp_from: String,
+    #[command(flatten)]
+    sealing: SealingArgs,
+    /// Seconds a webhook receiver or the SMTP relay may take to answer one attempt.
+    #[arg(long, env = "STOCKBATCH_NOTIFY_TIMEOUT_SECS", default_value_t = 5)]
+    notify_timeout_secs: u64,
+    /// Hours a webhook delivery or email is retried before it is marked failed.
+    #[arg(long, env = "STOCKBATCH_NOTIFY_RETRY_HOURS", default_value_t = 24)]
+    notify_retry_hours: u64,
+    /// Milliseconds before the first retry of a delivery (doubling each time, up to an hour).
+    #[arg(
+        long,
+        env = "STOCKBATCH_NOTIFY_FIRST_RETRY_MS",
+        default_value_t = 10_000
+    )]
+    notify_first_retry_ms: u64,
+    /// Seconds a dispatcher holds a delivery it is sending before another may take it.
+    #[arg(long, env = "STOCKBATCH_NOTIFY_LEASE_SECS", default_value_t = 30)]
+    notify_lease_secs: u64,
+    /// Webhook deliveries this process sends at once.
+    #[arg(long, env = "STOCKBATCH_WEBHOOK_WORKERS", default_value_t = 4)]
+    webhook_workers: usize,
 }
 
 impl ServeArgs {
     fn into_config(self) -> Config {
+        let send_timeout = Duration::from_secs(self.notify_timeout_secs.max(1));
+        let notify = NotifyConfig {
+            smtp: self.smtp_url.map(|url| SmtpRelay {
+                url,
+                from: self.smtp_from,
+            }),
+            allow_private_destinations: self.sealing.webhook_allow_private,
+            sealing_key: self.sealing.source(&self.database_url),
+            send_timeout,
+            retry_for: Duration::from_secs(self.notify_retry_hours.max(1) * 3600),
+            first_retry: Duration::from_millis(self.notify_first_retry_ms.max(10)),
+            // A lease outlasts any attempt, so a live dispatcher never loses one.
+            lease: Duration::from_secs(self.notify_lease_secs).max(send_timeout * 2),
+            webhook_workers: self.webhook_workers.max(1),
+            ..NotifyConfig::new(&self.database_url)
+        };
         Config {
+            notify,
             role: self.role,
             pool_size: self.pool_size.max(2),
             db_timeout: Duration::from_millis(self.db_timeout_ms.max(100)),
@@ -342,7 +463,7 @@ pub fn run() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
         Some(Command::User { db, action }) => with_db(&db, |conn| manage_users(conn, action)),
         Some(Command::Client { db, action }) => with_db(&db, |conn| manage_clients(conn, action)),
@@ -350,6 +471,13 @@ pub fn run() -> ExitCode {
             with_db(&db, |conn| manage_retailers(conn, action))
         }
         Some(Command::ApiKey { db, action }) => with_db(&db, |conn| manage_api_keys(conn, action)),
+        Some(Command::Webhook {
+            db,
+            sealing,
+            action,
+        }) => with_db(&db, |conn| {
+            manage_webhooks(conn, &sealing, &db.database_url, action)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -602,6 +730,98 @@ fn manage_api_keys(conn: &mut DbConnection, action: ApiKeyAction) -> anyhow::Res
         ApiKeyAction::Revoke { name } => {
             api_keys::revoke_api_key(conn, &name)?;
             println!("API key {name} revoked");
+        }
+    }
+    Ok(())
+}
+
+fn manage_webhooks(
+    conn: &mut DbConnection,
+    sealing: &SealingArgs,
+    database_url: &str,
+    action: WebhookAction,
+) -> anyhow::Result<()> {
+    match action {
+        WebhookAction::Create {
+            url,
+            events,
+            retailer,
+            secret,
+        } => {
+            let request = serde_json::json!({
+                "url": url,
+                "events": events.split(',').map(str::trim).collect::<Vec<_>>(),
+                "retailerId": retailer,
+                "secret": secret,
+            });
+            let draft = parse_subscription(request.to_string().as_bytes())
+                .map_err(|errors| anyhow::anyhow!(errors.join("; ")))?;
+            let url = check_destination(&draft.url, sealing.webhook_allow_private)?;
+            let key = SealingKey::load(&sealing.source(database_url))?;
+            let given = draft.secret.is_some();
+            let secret = draft.secret.unwrap_or_else(new_webhook_secret);
+            let id = db::write_transaction(conn, |conn| {
+                db::notifications::insert_subscription(
+                    conn,
+                    draft.retailer_id.as_deref(),
+                    url.as_str(),
+                    &draft.events.join(","),
+                    &key.seal(&secret),
+                    chrono::Utc::now().naive_utc(),
+                )
+            })?;
+            let scope = draft
+                .retailer_id
+                .map_or("every retailer".to_owned(), |r| format!("retailer {r}"));
+            println!(
+                "created webhook {id}: {} of {scope} to {url}",
+                draft.events.join(",")
+            );
+            if !given {
+                println!("its signing secret, shown only this once:\n{secret}");
+            }
+        }
+        WebhookAction::List => {
+            println!("{:<6} {:<12} {:<40} url", "id", "retailer", "events");
+            for s in db::notifications::list_subscriptions(conn, None)? {
+                println!(
+                    "{:<6} {:<12} {:<40} {}",
+                    s.id,
+                    s.retailer_id.as_deref().unwrap_or("(all)"),
+                    s.events,
+                    s.url
+                );
+            }
+        }
+        WebhookAction::Delete { id } => {
+            if !db::write_transaction(conn, |conn| {
+                db::notifications::delete_subscription(conn, id)
+            })? {
+                anyhow::bail!("no webhook {id}");
+            }
+            println!("webhook {id} deleted");
+        }
+        WebhookAction::Deliveries { id, count } => {
+            if db::notifications::find_subscription(conn, id)?.is_none() {
+                anyhow::bail!("no webhook {id}");
+            }
+            let (rows, total) =
+                db::notifications::list_deliveries(conn, id, 0, count.clamp(1, 5000))?;
+            println!("{total} deliveries; the latest:");
+            println!(
+                "{:<8} {:<18} {:<10} {:>8}  last error",
+                "id", "event", "status", "attempts"
+            );
+            for d in rows {
+                println!(
+                    "{:<8} {:<18} {:<10} {:>8}  {}",
+                    d.id,
+                    d.event_name,
+                    d.status,
+                    d.attempts,
+                    d.last_error.unwrap_or_default()
+                );
+            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use crate::auth::accounts::Bootstrap;
 use crate::auth::hasher::HasherConfig;
 use crate::auth::TokenSettings;
 use crate::executor::{ExecutorConfig, RetentionConfig};
+use crate::notify::NotifyConfig;
 
 /// Which parts of the service a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +51,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     pub retention: RetentionConfig,
     pub tokens: TokenSettings,
+    /// Webhooks and emails.
+    pub notify: NotifyConfig,
     /// Credentials for the administrator and OAuth client created on an empty database.
     pub bootstrap: Bootstrap,
 }
@@ -57,8 +60,10 @@ pub struct Config {
 impl Config {
     /// Defaults for a local SQLite file, as a newcomer runs it.
     pub fn new(database_url: impl Into<String>, bind_addr: impl Into<String>) -> Self {
+        let database_url = database_url.into();
         Config {
-            database_url: database_url.into(),
+            notify: NotifyConfig::new(&database_url),
+            database_url,
             bind_addr: bind_addr.into(),
             role: Role::All,
             pool_size: 8,

@@ -2,6 +2,7 @@
 
 use std::fs::{File, TryLockError};
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header;
@@ -13,14 +14,18 @@ use crate::api::{self, http_io, ApiError, AppState, BodyBudget};
 use crate::auth::accounts::bootstrap;
 use crate::auth::hasher::Hasher;
 use crate::config::Config;
-use crate::db::{batches, build_pool, run_migrations, Backend, ConnectionManager, WriteGate};
+use crate::db::{
+    batches, build_pool, notifications, run_migrations, Backend, ConnectionManager, WriteGate,
+};
 use crate::executor::{Completions, Executor, ExecutorHandle, Wakeup};
+use crate::notify::{Dispatcher, DispatcherHandle, Outbox, SealingKey};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
 pub struct Application {
     server: Option<Server>,
     port: Option<u16>,
     executor: Option<ExecutorHandle>,
+    dispatcher: Option<DispatcherHandle>,
     /// Held for the life of a SQLite executor, so a second one cannot contend.
     _executor_lock: Option<File>,
 }
@@ -40,6 +45,9 @@ impl Application {
         let wakeup = Wakeup::default();
         let completions = Completions::default();
         let gate = WriteGate::for_backend(backend);
+        let sealing_key = Arc::new(SealingKey::load(&config.notify.sealing_key)?);
+        let (webhook_wakeup, email_wakeup) = (Wakeup::default(), Wakeup::default());
+        let outbox = Outbox::new(&config.notify, webhook_wakeup.clone(), email_wakeup.clone());
         let (server, port) = if config.role.runs_api() {
             let listener = TcpListener::bind(&config.bind_addr)
                 .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
@@ -57,6 +65,9 @@ impl Application {
                     wakeup: wakeup.clone(),
                     completions: completions.clone(),
                     gate: gate.clone(),
+                    outbox: outbox.clone(),
+                    sealing_key: sealing_key.clone(),
+                    allow_private_destinations: config.notify.allow_private_destinations,
                 },
             )?;
             log::info!(
@@ -69,12 +80,17 @@ impl Application {
         };
 
         let mut executor_lock = None;
+        let mut dispatcher = None;
         let executor = if config.role.runs_executor() {
             if backend == Backend::Sqlite {
                 executor_lock = Some(lock_sqlite_executor(&config.database_url)?);
                 let requeued = batches::requeue_running_batches(&mut *pool.get()?)?;
                 if requeued > 0 {
                     log::warn!("requeued {requeued} batches left RUNNING by a previous run");
+                }
+                let released = notifications::release_leases(&mut *pool.get()?)?;
+                if released > 0 {
+                    log::warn!("{released} deliveries and emails left in flight by a previous run will be sent again");
                 }
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
@@ -91,6 +107,24 @@ impl Application {
                 executor_config,
                 gate.clone(),
                 completions.clone(),
+            )
+            .with_outbox(outbox.clone());
+            // Its own connections too: sending never waits for a batch's, nor holds one.
+            let dispatcher_pool = build_pool(
+                &config.database_url,
+                DISPATCHER_CONNECTIONS,
+                config.db_timeout,
+            )?;
+            dispatcher = Some(
+                Dispatcher::new(
+                    dispatcher_pool,
+                    gate.clone(),
+                    config.notify.clone(),
+                    sealing_key,
+                    webhook_wakeup,
+                    email_wakeup,
+                )
+                .spawn()?,
             );
             Some(executor.spawn(wakeup, listen_url, config.retention.clone()))
         } else {
@@ -100,6 +134,7 @@ impl Application {
             server,
             port,
             executor,
+            dispatcher,
             _executor_lock: executor_lock,
         })
     }
@@ -124,6 +159,9 @@ impl Application {
         log::info!("shutting down");
         if let Some(executor) = self.executor {
             actix_web::rt::task::spawn_blocking(move || executor.stop()).await?;
+        }
+        if let Some(dispatcher) = self.dispatcher {
+            actix_web::rt::task::spawn_blocking(move || dispatcher.stop()).await?;
         }
         log::info!("stopped");
         Ok(())
@@ -165,6 +203,8 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
 
 /// Connections of the executor's pool beside one per worker: lease renewals and retention.
 const EXECUTOR_SPARE_CONNECTIONS: u32 = 2;
+/// Connections of the dispatchers, each taken only to claim or record an attempt.
+const DISPATCHER_CONNECTIONS: u32 = 2;
 /// Most batches one process applies at once.
 const MAX_EXECUTOR_WORKERS: usize = 32;
 

@@ -7,6 +7,7 @@ mod fluent;
 mod health;
 pub mod http_io;
 mod idempotency;
+mod notifications;
 mod oauth;
 mod principal;
 mod stateset;
@@ -16,7 +17,7 @@ use actix_web::web;
 
 pub use body::{BodyBudget, BodyLimits};
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
-pub use support::{not_found, ApiSettings, AppState, QueueLimits};
+pub use support::{not_found, rfc3339, ApiSettings, AppState, QueueLimits};
 
 /// Largest `/oauth/token` body: a handful of short form parameters.
 const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
@@ -41,6 +42,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/inventory/batch/{batch_id}", "GET"),
     ("/api/v1/inventory/batch/{batch_id}/cancel", "POST"),
     ("/api/v1/inventory/{sku}", "GET"),
+    ("/api/v4.1/webhooks", "GET, POST"),
+    ("/api/v4.1/webhooks/{webhookId}", "GET, DELETE"),
+    ("/api/v4.1/webhooks/{webhookId}/deliveries", "GET"),
+    (
+        "/api/v4.1/webhooks/{webhookId}/deliveries/{deliveryId}/replay",
+        "POST",
+    ),
     ("/health", "GET, HEAD"),
     ("/openapi.yaml", "GET"),
     ("/openapi.json", "GET"),
@@ -105,6 +113,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(stateset::batches::cancel_batch)),
     )
     .service(resource("/api/v1/inventory/{sku}").route(web::get().to(stateset::items::get_item)))
+    .service(
+        resource("/api/v4.1/webhooks")
+            .route(web::get().to(notifications::list))
+            .route(web::post().to(notifications::create)),
+    )
+    .service(
+        resource("/api/v4.1/webhooks/{webhookId}")
+            .route(web::get().to(notifications::get))
+            .route(web::delete().to(notifications::delete)),
+    )
+    .service(
+        resource("/api/v4.1/webhooks/{webhookId}/deliveries")
+            .route(web::get().to(notifications::deliveries)),
+    )
+    .service(
+        resource("/api/v4.1/webhooks/{webhookId}/deliveries/{deliveryId}/replay")
+            .route(web::post().to(notifications::replay)),
+    )
     .service(
         resource("/health")
             .route(web::get().to(health::health))

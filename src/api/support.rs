@@ -15,6 +15,7 @@ use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
 use crate::executor::{Completions, Wakeup};
+use crate::notify::{Outbox, SealingKey};
 
 /// Settings of the API's own behaviour.
 #[derive(Debug, Clone)]
@@ -110,6 +111,12 @@ pub struct AppState {
     pub completions: Completions,
     /// Turns at SQLite's write lock, shared with the executor (see `db::WriteGate`).
     pub gate: WriteGate,
+    /// Where changes put their events and emails.
+    pub outbox: Outbox,
+    /// Seals webhook secrets.
+    pub sealing_key: Arc<SealingKey>,
+    /// Webhooks to non-public addresses are allowed.
+    pub allow_private_destinations: bool,
 }
 
 const WAITING: u8 = 0;

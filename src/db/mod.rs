@@ -10,6 +10,7 @@ pub mod items;
 pub mod jobs;
 pub mod models;
 pub mod movements;
+pub mod notifications;
 pub mod positions;
 pub mod results;
 pub mod schema;

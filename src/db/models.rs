@@ -258,3 +258,69 @@ pub struct NewApiKey<'a> {
     pub revoked: i32,
     pub created_on: NaiveDateTime,
 }
+
+/// Delivery and email states.
+pub const DELIVERY_PENDING: &str = "pending";
+pub const DELIVERY_DELIVERED: &str = "delivered";
+pub const DELIVERY_FAILED: &str = "failed";
+/// An email waiting for its batch to complete.
+pub const EMAIL_SCHEDULED: &str = "scheduled";
+pub const EMAIL_SENT: &str = "sent";
+/// An email that could not be sent at all (no SMTP relay configured).
+pub const EMAIL_NOT_SENT: &str = "not_sent";
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::webhook_subscriptions)]
+pub struct WebhookSubscription {
+    pub id: i64,
+    /// `None`: every retailer's events (an administrator's subscription).
+    pub retailer_id: Option<String>,
+    pub url: String,
+    /// Event names, comma-separated.
+    pub events: String,
+    pub secret_sealed: String,
+    pub created_on: NaiveDateTime,
+}
+
+/// A delivery as its subscription's list shows it.
+#[derive(Queryable, Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub event_name: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub retry_until: NaiveDateTime,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_on: NaiveDateTime,
+    pub delivered_on: Option<NaiveDateTime>,
+}
+
+/// A delivery a dispatcher holds under its lease, with what it needs to send it.
+#[derive(Queryable, Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub attempts: i32,
+    pub retry_until: NaiveDateTime,
+    pub url: String,
+    pub secret_sealed: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub payload: String,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = super::schema::email_notifications)]
+pub struct EmailNotification {
+    pub id: i64,
+    pub batch_id: i64,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i32,
+    pub retry_until: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub sent_on: Option<NaiveDateTime>,
+}

@@ -160,3 +160,51 @@ pub fn list_movements(
         .load(conn)?;
     Ok((page, total))
 }
+
+/// A position's change over one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionChange {
+    pub location_ref: String,
+    pub sku_ref: String,
+    /// Before the batch's first change to it, and after its last.
+    pub previous_qty: i64,
+    pub qty: i64,
+}
+
+/// The positions `batch_id` changed, in the order it first changed them; one it changed
+/// and then put back is left out.
+pub fn changes_of_batch(
+    conn: &mut DbConnection,
+    batch_id: i64,
+) -> QueryResult<Vec<PositionChange>> {
+    let rows: Vec<(i64, String, String, i64, i64)> = movements::table
+        .inner_join(positions::table)
+        .filter(movements::batch_id.eq(batch_id))
+        .order((movements::item_index, movements::id))
+        .select((
+            movements::position_id,
+            positions::location_ref,
+            positions::sku_ref,
+            movements::previous_qty,
+            movements::new_qty,
+        ))
+        .load(conn)?;
+    let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut changes: Vec<PositionChange> = Vec::new();
+    for (position, location_ref, sku_ref, previous_qty, qty) in rows {
+        match index.get(&position) {
+            Some(&i) => changes[i].qty = qty,
+            None => {
+                index.insert(position, changes.len());
+                changes.push(PositionChange {
+                    location_ref,
+                    sku_ref,
+                    previous_qty,
+                    qty,
+                });
+            }
+        }
+    }
+    changes.retain(|c| c.previous_qty != c.qty);
+    Ok(changes)
+}

@@ -143,6 +143,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_subscriptions (id) {
+        id -> BigInt,
+        retailer_id -> Nullable<Text>,
+        url -> Text,
+        events -> Text,
+        secret_sealed -> Text,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox_events (id) {
+        id -> BigInt,
+        event_id -> Text,
+        name -> Text,
+        retailer_id -> Text,
+        payload -> Text,
+        created_on -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        subscription_id -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        retry_until -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_on -> Timestamp,
+        delivered_on -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    email_notifications (id) {
+        id -> BigInt,
+        batch_id -> BigInt,
+        recipient -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        retry_until -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_on -> Timestamp,
+        sent_on -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> outbox_events (event_id));
+diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
 diesel::joinable!(batches -> jobs (job_id));
 diesel::joinable!(inventory_movements -> inventory_positions (position_id));
 diesel::joinable!(batch_results -> batches (batch_id));
@@ -220,4 +279,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     accept_turns,
     executor_heartbeats,
+    webhook_subscriptions,
+    outbox_events,
+    webhook_deliveries,
+    email_notifications,
 );

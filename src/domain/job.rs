@@ -2,7 +2,7 @@
 
 use chrono::{NaiveDateTime, TimeDelta};
 use serde::Deserialize;
-use validator::Validate;
+use validator::{Validate, ValidateEmail};
 
 use super::json::parse_object;
 use super::scalar::{required_key, required_text, Scalar};
@@ -48,7 +48,15 @@ pub fn parse_create_job(body: &[u8]) -> Result<JobDraft, Vec<String>> {
         .unwrap_or_default();
     let meta = match wire.meta {
         None => None,
-        Some(value @ serde_json::Value::Object(_)) => Some(value.to_string()),
+        Some(value @ serde_json::Value::Object(_)) => {
+            match &value["notify"] {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(email)
+                    if email.len() <= 254 && email.validate_email() => {}
+                _ => errors.push("'meta.notify' must be an email address".to_owned()),
+            }
+            Some(value.to_string())
+        }
         Some(_) => {
             errors.push("'meta' must be an object".to_owned());
             None
@@ -65,6 +73,12 @@ pub fn parse_create_job(body: &[u8]) -> Result<JobDraft, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// The address a job's `meta.notify` asks batch emails to go to.
+pub fn notify_email(job_meta: Option<&str>) -> Option<String> {
+    let meta: serde_json::Value = serde_json::from_str(job_meta?).ok()?;
+    meta["notify"].as_str().map(str::to_owned)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,3 +9,4 @@ pub mod operations;
 pub mod paging;
 pub mod scalar;
 pub mod stateset;
+pub mod webhook;

@@ -33,6 +33,7 @@ use crate::domain::operations::{
     apply_item, upsert, Applied, PositionKey, Refusal, View, CODE_SKIPPED, UNCHANGED,
 };
 use crate::domain::stateset::{item_sku, parse_item, Item, Op, Operation, Options};
+use crate::notify::Outbox;
 
 /// Versions name a position's last write: batch id, then the item's index in the batch.
 pub const VERSION_STRIDE: i64 = 8192;
@@ -129,6 +130,7 @@ enum Outcome {
 pub fn apply_batch(
     conn: &mut DbConnection,
     gate: &WriteGate,
+    outbox: &Outbox,
     batch: &ClaimedBatch,
     owner: &str,
 ) -> anyhow::Result<ApplyOutcome> {
@@ -183,6 +185,7 @@ pub fn apply_batch(
                     batches::add_processed(conn, batch.id, rows.len() as i32)?;
                 } else if batches::complete_batch(conn, batch.id, owner, now(), counts)? {
                     batches::notify_queue_changed(conn)?;
+                    outbox.batch_completed(conn, batch.id, now())?;
                 } else {
                     return Err(TxError::LeaseLost);
                 }
@@ -582,6 +585,7 @@ fn refused_for_its_data(e: &DieselError) -> bool {
 pub fn fail_batch(
     conn: &mut DbConnection,
     gate: &WriteGate,
+    outbox: &Outbox,
     batch: &ClaimedBatch,
     owner: &str,
     reason: &str,
@@ -604,6 +608,7 @@ pub fn fail_batch(
             counts.rejected += rows.len() as i32;
             if batches::complete_batch(conn, batch.id, owner, now(), counts)? {
                 batches::notify_queue_changed(conn)?;
+                outbox.batch_completed(conn, batch.id, now())?;
                 Ok(())
             } else {
                 Err(TxError::LeaseLost)
@@ -804,7 +809,7 @@ mod tests {
         }
 
         fn apply(conn: &mut DbConnection, gate: &WriteGate, batch: &ClaimedBatch) -> BatchSummary {
-            match apply_batch(conn, gate, batch, OWNER).unwrap() {
+            match apply_batch(conn, gate, &Outbox::default(), batch, OWNER).unwrap() {
                 ApplyOutcome::Completed(summary) => summary,
                 ApplyOutcome::LeaseLost => panic!("lease lost"),
             }

@@ -9,6 +9,7 @@ use diesel::QueryResult;
 use super::apply::cancelled_row;
 use crate::db::models::Batch;
 use crate::db::{batches, results, DbConnection};
+use crate::notify::Outbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
@@ -23,6 +24,7 @@ pub enum Cancelled {
 /// Cancels `batch`. Call inside a writing transaction.
 pub fn cancel_batch(
     conn: &mut DbConnection,
+    outbox: &Outbox,
     batch: &Batch,
     now: NaiveDateTime,
 ) -> QueryResult<Cancelled> {
@@ -32,6 +34,7 @@ pub fn cancel_batch(
             .collect();
         results::insert_results(conn, batch.id, &rows)?;
         batches::notify_queue_changed(conn)?;
+        outbox.batch_completed(conn, batch.id, now)?;
         return Ok(Cancelled::Now);
     }
     if batches::request_cancel(conn, batch.id)? {

@@ -1,6 +1,6 @@
 //! Retention: COMPLETE batches (with their results) older than the retention period are
 //! deleted in bounded chunks on a schedule, then the jobs left without batches.
-//! Expired tokens go too. Inventory positions are never pruned.
+//! Expired tokens go too, and finished webhook deliveries and emails. Inventory positions are never pruned.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use super::wakeup::Wakeup;
-use crate::db::{accounts, batches, heartbeats, idempotency, jobs, tokens, DbPool, WriteGate};
+use crate::db::{
+    accounts, batches, heartbeats, idempotency, jobs, notifications, tokens, DbPool, WriteGate,
+};
 
 /// Failed-login counters untouched this long are forgotten (locks last at most 15 minutes).
 const LOGIN_FAILURES_KEPT: TimeDelta = TimeDelta::hours(1);
@@ -49,6 +51,8 @@ pub struct PruneReport {
     pub login_failures: usize,
     /// Idempotency-Key answers past their time.
     pub idempotency_keys: usize,
+    /// Finished webhook deliveries and emails (and their events) past retention.
+    pub notifications: usize,
 }
 
 /// Deletes everything past retention, one chunk per statement, so no statement holds
@@ -102,6 +106,10 @@ pub fn prune(
         let mut conn = conn()?;
         Ok(gate.executor(|| idempotency::delete_answers_before(&mut conn, keys_cutoff, rows))?)
     })?;
+    let notifications = delete_in_chunks(rows, stopping, || {
+        let mut conn = conn()?;
+        Ok(gate.executor(|| notifications::delete_finished_before(&mut conn, cutoff, rows))?)
+    })?;
     let gone = now - TimeDelta::days(1);
     gate.executor(|| {
         heartbeats::delete_beats_before(&mut *conn()?, gone).map_err(anyhow::Error::from)
@@ -112,6 +120,7 @@ pub fn prune(
         tokens,
         login_failures,
         idempotency_keys,
+        notifications,
     })
 }
 

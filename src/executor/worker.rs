@@ -19,6 +19,7 @@ use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
 use crate::db::{batches, heartbeats, DbConnection, DbPool, WriteGate};
+use crate::notify::Outbox;
 
 /// How often an executor says it is alive; readers take one silent for three times this
 /// long as gone.
@@ -65,6 +66,7 @@ pub struct Executor {
     owner: String,
     /// Woken when this executor claims a batch, so an idle sibling looks for the next.
     siblings: Option<Wakeup>,
+    outbox: Outbox,
 }
 
 impl Executor {
@@ -85,7 +87,14 @@ impl Executor {
             completions,
             owner,
             siblings: None,
+            outbox: Outbox::default(),
         }
+    }
+
+    /// Writes completed batches' events and emails to `outbox`.
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Claims and runs the oldest runnable batch, if any. A batch that fails or panics is
@@ -106,8 +115,16 @@ impl Executor {
         }
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
-            fail_batch(&mut conn, &self.gate, &batch, &self.owner, &reason)?;
+            fail_batch(
+                &mut conn,
+                &self.gate,
+                &self.outbox,
+                &batch,
+                &self.owner,
+                &reason,
+            )?;
             self.completions.notify();
+            self.outbox.wake();
             log::error!("batch {} COMPLETE with 500 results: {reason}", batch.id);
             return Ok(Step::Processed(batch.id));
         }
@@ -121,7 +138,7 @@ impl Executor {
                 scope.spawn(|| self.keep_lease(batch.id, keeper_stop));
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                apply_batch(&mut conn, &self.gate, &batch, &self.owner)
+                apply_batch(&mut conn, &self.gate, &self.outbox, &batch, &self.owner)
             }));
             drop(finished);
             outcome
@@ -138,6 +155,7 @@ impl Executor {
         let failure = match outcome {
             Ok(Ok(ApplyOutcome::Completed(summary))) => {
                 self.completions.notify();
+                self.outbox.wake();
                 log::info!(
                     "batch {} COMPLETE: {} {} records, {} applied, {} rejected, {} skipped, {} ms (attempt {}, {} transactions)",
                     batch.id,
@@ -202,8 +220,16 @@ impl Executor {
                 batch.attempts
             );
             let reason = format!("processing failed {} times", batch.attempts);
-            fail_batch(&mut conn, &self.gate, batch, &self.owner, &reason)?;
+            fail_batch(
+                &mut conn,
+                &self.gate,
+                &self.outbox,
+                batch,
+                &self.owner,
+                &reason,
+            )?;
             self.completions.notify();
+            self.outbox.wake();
         } else {
             log::warn!(
                 "batch {} attempt {} failed: {failure}; will retry",
@@ -251,6 +277,7 @@ impl Executor {
                     format!("{}-{n}", self.owner)
                 },
                 siblings: (workers > 1).then(|| wakeup.clone()),
+                outbox: self.outbox.clone(),
             };
             let stopping = stopping.clone();
             let wakeup = wakeup.clone();

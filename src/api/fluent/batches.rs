@@ -11,6 +11,7 @@ use super::jobs::{find_visible_job, IdResponse};
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, stored_response, Answer, Made};
+use crate::api::notifications::EmailView;
 use crate::api::principal::require;
 use crate::api::support::{
     blocking, check_queue, parse_id, require_json, rfc3339, with_conn, ApiSettings, AppState,
@@ -19,10 +20,11 @@ use crate::auth::{Permission, Principal};
 use crate::db::models::{Batch, Job, NewBatch, COMPLETE, FLUENT, PENDING};
 use crate::db::{accounts, batches, heartbeats, results, DbConnection};
 use crate::domain::batch::{parse_create_batch, preprocesses, BatchDraft};
-use crate::domain::job::{job_status, JobStatus};
+use crate::domain::job::{job_status, notify_email, JobStatus};
 use crate::domain::keys::KeyBox;
 use crate::domain::paging::Page;
 use crate::executor::HEARTBEAT_INTERVAL;
+use crate::notify::Outbox;
 
 #[derive(Deserialize)]
 pub struct PageQuery {
@@ -111,6 +113,9 @@ pub struct BatchFacts {
     pub stalled: bool,
     /// When retention will prune it, once COMPLETE.
     pub expires_on: Option<String>,
+    /// The summary email the job's `meta.notify` asked for (the batch's own view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<EmailView>,
     #[serde(flatten)]
     pub posted_with: serde_json::Map<String, serde_json::Value>,
 }
@@ -134,6 +139,7 @@ impl BatchFacts {
             cancel_requested: batch.cancel_requested != 0,
             stalled: ctx.stalled(batch),
             expires_on: (batch.status == COMPLETE).then(|| rfc3339(batch.created_on + ctx.keep)),
+            notification: None,
             posted_with: batch
                 .meta
                 .as_deref()
@@ -183,16 +189,17 @@ pub async fn create_batch(
         Err(errors) => Err(ApiError::BadRequest(errors)),
     })
     .await?;
-    let settings = state.settings.clone();
+    let (settings, outbox) = (state.settings.clone(), state.outbox.clone());
     let answer = create_once(&state, key, move |conn| {
         // The body's share of the in-flight budget is held until the batch is stored.
         let _body = body;
         let job = find_visible_job(conn, &principal, job_id)?;
-        store_batch(conn, &job, &draft, &settings)
+        store_batch(conn, &job, &draft, &settings, &outbox)
     })
     .await?;
     if matches!(answer, Answer::Made(_)) {
         state.wakeup.notify();
+        state.outbox.wake();
     }
     Ok(stored_response(answer.made()))
 }
@@ -204,6 +211,7 @@ pub fn store_batch(
     job: &Job,
     draft: &BatchDraft,
     settings: &ApiSettings,
+    outbox: &Outbox,
 ) -> Result<Made, ApiError> {
     let now = Utc::now().naive_utc();
     if job_status(job.created_on, job.closed_on, now) == JobStatus::Closed {
@@ -243,6 +251,8 @@ pub fn store_batch(
         created_on: now,
     };
     let id = batches::accept_batch(conn, &batch)?;
+    let email = notify_email(job.meta.as_deref());
+    outbox.batch_accepted(conn, id, email.as_deref(), now)?;
     let body =
         serde_json::to_string(&IdResponse { id: id.to_string() }).map_err(anyhow::Error::from)?;
     Ok(Made {
@@ -263,7 +273,7 @@ pub async fn get_batch(
     let batch_id = parse_id("batch", &path.1)?;
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
     let settings = state.settings.clone();
-    let (batch, rows, ctx) = with_conn(&state.pool, move |conn| {
+    let (batch, rows, ctx, email) = with_conn(&state.pool, move |conn| {
         let job = find_visible_job(conn, &principal, job_id)?;
         let batch = batches::find_batch(conn, job_id, batch_id)?.ok_or_else(|| {
             ApiError::NotFound(format!("batch {batch_id} not found in job {job_id}"))
@@ -275,11 +285,15 @@ pub async fn get_batch(
             Vec::new()
         };
         let ctx = ViewContext::load(conn, &settings, &job.retailer_id)?;
-        Ok((batch, rows, ctx))
+        let email = EmailView::load(conn, batch_id)?;
+        Ok((batch, rows, ctx, email))
     })
     .await?;
     Ok(HttpResponse::Ok().json(BatchResponse {
-        facts: BatchFacts::of(&batch, &ctx),
+        facts: BatchFacts {
+            notification: email,
+            ..BatchFacts::of(&batch, &ctx)
+        },
         job_id: job_id.to_string(),
         start: page.start,
         count: page.count,

@@ -18,6 +18,7 @@ use crate::db::models::{Batch, COMPLETE};
 use crate::db::{batches, results, write_transaction};
 use crate::domain::batch::parse_create_batch;
 use crate::executor::{cancel_batch as cancel, Cancelled};
+use crate::notify::JobClosed;
 
 /// `POST /api/v4.1/job/{jobId}/batch/{batchId}/cancel`: 200 when the batch was PENDING
 /// (nothing of it applied; it is COMPLETE and `cancelled` now), 202 when it is RUNNING (its
@@ -30,13 +31,17 @@ pub async fn cancel_batch(
     require(&principal, Permission::BatchCreate)?;
     let job_id = parse_id("job", &path.0)?;
     let batch_id = parse_id("batch", &path.1)?;
-    let (gate, settings) = (state.gate.clone(), state.settings.clone());
+    let (gate, settings, outbox) = (
+        state.gate.clone(),
+        state.settings.clone(),
+        state.outbox.clone(),
+    );
     let (outcome, batch, ctx) = with_conn(&state.pool, move |conn| {
         gate.api(|| {
             write_transaction(conn, |conn| {
                 let job = find_visible_job(conn, &principal, job_id)?;
                 let batch = find(conn, job_id, batch_id)?;
-                let outcome = cancel(conn, &batch, Utc::now().naive_utc())?;
+                let outcome = cancel(conn, &outbox, &batch, Utc::now().naive_utc())?;
                 let batch = find(conn, job_id, batch_id)?;
                 let ctx = ViewContext::load(conn, &settings, &job.retailer_id)?;
                 Ok::<_, ApiError>((outcome, batch, ctx))
@@ -54,6 +59,7 @@ pub async fn cancel_batch(
         }
     };
     state.wakeup.notify();
+    state.outbox.wake();
     Ok(HttpResponse::build(status).json(BatchFacts::of(&batch, &ctx)))
 }
 
@@ -82,11 +88,11 @@ pub async fn cancel_job(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Permission::JobCreate)?;
     let job_id = parse_id("job", &path)?;
-    let gate = state.gate.clone();
+    let (gate, outbox) = (state.gate.clone(), state.outbox.clone());
     let answer = with_conn(&state.pool, move |conn| {
         gate.api(|| {
             write_transaction(conn, |conn| {
-                find_visible_job(conn, &principal, job_id)?;
+                let job = find_visible_job(conn, &principal, job_id)?;
                 let now = Utc::now().naive_utc();
                 batches::close_job(conn, job_id, now)?;
                 let mut answer = JobCancelled {
@@ -96,17 +102,25 @@ pub async fn cancel_job(
                     cancelling_batches: 0,
                 };
                 for batch in batches::list_job_batches(conn, job_id)? {
-                    match cancel(conn, &batch, now)? {
+                    match cancel(conn, &outbox, &batch, now)? {
                         Cancelled::Now => answer.cancelled_batches += 1,
                         Cancelled::Requested => answer.cancelling_batches += 1,
                         Cancelled::TooLate => {}
                     }
                 }
+                let closed = JobClosed {
+                    job_id,
+                    retailer_id: job.retailer_id,
+                    cancelled_batches: answer.cancelled_batches,
+                    cancelling_batches: answer.cancelling_batches,
+                };
+                outbox.job_closed(conn, &closed, now)?;
                 Ok::<_, ApiError>(answer)
             })
         })
     })
     .await?;
+    state.outbox.wake();
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -128,7 +142,7 @@ pub async fn resubmit_batch(
     let job_id = parse_id("job", &path.0)?;
     let batch_id = parse_id("batch", &path.1)?;
     let key = request_key(&req, &principal, &body)?;
-    let settings = state.settings.clone();
+    let (settings, outbox) = (state.settings.clone(), state.outbox.clone());
     let answer = create_once(&state, key, move |conn| {
         let job = find_visible_job(conn, &principal, job_id)?;
         let batch = find(conn, job_id, batch_id)?;
@@ -153,11 +167,12 @@ pub async fn resubmit_batch(
             .unwrap_or_default();
         meta.insert("resubmittedFrom".to_owned(), batch_id.to_string().into());
         draft.meta = Some(serde_json::Value::Object(meta).to_string());
-        store_batch(conn, &job, &draft, &settings)
+        store_batch(conn, &job, &draft, &settings, &outbox)
     })
     .await?;
     if matches!(answer, Answer::Made(_)) {
         state.wakeup.notify();
+        state.outbox.wake();
     }
     Ok(stored_response(answer.made()))
 }

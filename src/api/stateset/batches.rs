@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, Answer, Made};
+use crate::api::notifications::EmailView;
 use crate::api::principal::require;
 use crate::api::support::{
     blocking, check_queue, parse_id, require_json, rfc3339, with_conn, AppState,
@@ -42,8 +43,9 @@ struct BatchView {
     results: Vec<ItemResult>,
     /// It ended because it was cancelled (its items not applied are `skipped`).
     cancelled: bool,
-    /// Stored with the batch; sending it is not built yet (see the README).
     notification_email: Option<String>,
+    /// The summary email asked for with `options.notification_email`, and how it went.
+    notification: Option<EmailView>,
     created_at: String,
     completed_at: Option<String>,
 }
@@ -93,6 +95,7 @@ pub async fn create_batch(
     )
     .await?;
     let limits = state.settings.queue_limits;
+    let outbox = state.outbox.clone();
     let answer = create_once(&state, key, move |conn| {
         let _body = body;
         check_queue(conn, &limits, &retailer, draft.item_count)?;
@@ -119,6 +122,8 @@ pub async fn create_batch(
             created_on: Utc::now().naive_utc(),
         };
         let id = batches::accept_batch(conn, &batch)?;
+        let email = draft.options.notification_email.as_deref();
+        outbox.batch_accepted(conn, id, email, batch.created_on)?;
         Ok(Made {
             status: 200,
             response: None,
@@ -128,6 +133,7 @@ pub async fn create_batch(
     .await?;
     if matches!(answer, Answer::Made(_)) {
         state.wakeup.notify();
+        state.outbox.wake();
     }
     let id = answer
         .made()
@@ -163,12 +169,12 @@ pub async fn cancel_batch(
     require(&principal, Permission::BatchCreate)?;
     let retailer = own_retailer(&principal)?.to_owned();
     let id = batch_id(&path)?;
-    let gate = state.gate.clone();
+    let (gate, outbox) = (state.gate.clone(), state.outbox.clone());
     let outcome = with_conn(&state.pool, move |conn| {
         gate.api(|| {
             write_transaction(conn, |conn| {
                 let batch = find_own(conn, &retailer, id)?;
-                Ok::<_, ApiError>(cancel(conn, &batch, Utc::now().naive_utc())?)
+                Ok::<_, ApiError>(cancel(conn, &outbox, &batch, Utc::now().naive_utc())?)
             })
         })
     })
@@ -183,6 +189,7 @@ pub async fn cancel_batch(
         }
     };
     state.wakeup.notify();
+    state.outbox.wake();
     Ok(HttpResponse::build(status).json(load_view(&state, &principal, id).await?))
 }
 
@@ -219,20 +226,21 @@ async fn load_view(
     id: i64,
 ) -> Result<BatchView, ApiError> {
     let retailer = own_retailer(principal)?.to_owned();
-    let (batch, rows) = with_conn(&state.pool, move |conn| {
+    let (batch, rows, email) = with_conn(&state.pool, move |conn| {
         let batch = find_own(conn, &retailer, id)?;
         let rows = if batch.status == COMPLETE {
             results::page_results(conn, id, 0, MAX_ITEMS as i64)?
         } else {
             Vec::new()
         };
-        Ok((batch, rows))
+        let email = EmailView::load(conn, id)?;
+        Ok((batch, rows, email))
     })
     .await?;
-    Ok(view(batch, rows))
+    Ok(view(batch, rows, email))
 }
 
-fn view(batch: Batch, rows: Vec<BatchResult>) -> BatchView {
+fn view(batch: Batch, rows: Vec<BatchResult>, notification: Option<EmailView>) -> BatchView {
     let options: Option<Options> = batch
         .options
         .as_deref()
@@ -280,6 +288,7 @@ fn view(batch: Batch, rows: Vec<BatchResult>) -> BatchView {
         summary,
         results,
         notification_email: options.and_then(|o| o.notification_email),
+        notification,
         created_at: rfc3339(batch.created_on),
         completed_at: batch.completed_on.map(rfc3339),
     }
