@@ -18,7 +18,7 @@ use crate::db::{
     batches, build_pool, notifications, run_migrations, Backend, ConnectionManager, WriteGate,
 };
 use crate::executor::{Completions, Executor, ExecutorHandle, Wakeup};
-use crate::notify::{Dispatcher, DispatcherHandle, Outbox, SealingKey};
+use crate::notify::{Dispatcher, DispatcherHandle, Outbox, Sealer};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
 pub struct Application {
@@ -45,7 +45,7 @@ impl Application {
         let wakeup = Wakeup::default();
         let completions = Completions::default();
         let gate = WriteGate::for_backend(backend);
-        let sealing_key = Arc::new(SealingKey::load(&config.notify.sealing_key)?);
+        let sealer = Arc::new(Sealer::new(config.notify.sealing_key.clone()));
         let (webhook_wakeup, email_wakeup) = (Wakeup::default(), Wakeup::default());
         let outbox = Outbox::new(&config.notify, webhook_wakeup.clone(), email_wakeup.clone());
         let (server, port) = if config.role.runs_api() {
@@ -66,7 +66,7 @@ impl Application {
                     completions: completions.clone(),
                     gate: gate.clone(),
                     outbox: outbox.clone(),
-                    sealing_key: sealing_key.clone(),
+                    sealer: sealer.clone(),
                     allow_private_destinations: config.notify.allow_private_destinations,
                 },
             )?;
@@ -120,7 +120,7 @@ impl Application {
                     dispatcher_pool,
                     gate.clone(),
                     config.notify.clone(),
-                    sealing_key,
+                    sealer,
                     webhook_wakeup,
                     email_wakeup,
                 )

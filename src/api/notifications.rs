@@ -127,7 +127,7 @@ pub async fn create(
     })
     .await?;
     let secret = draft.secret.unwrap_or_else(new_webhook_secret);
-    let sealed = state.sealing_key.seal(&secret);
+    let sealed = state.sealer.seal(&secret).map_err(ApiError::Internal)?;
     let events = draft.events.join(",");
     let gate = state.gate.clone();
     let subscription = with_conn(&state.pool, move |conn| {

@@ -15,7 +15,7 @@ use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
 use crate::executor::{Completions, Wakeup};
-use crate::notify::{Outbox, SealingKey};
+use crate::notify::{Outbox, Sealer};
 
 /// Settings of the API's own behaviour.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct AppState {
     /// Where changes put their events and emails.
     pub outbox: Outbox,
     /// Seals webhook secrets.
-    pub sealing_key: Arc<SealingKey>,
+    pub sealer: Arc<Sealer>,
     /// Webhooks to non-public addresses are allowed.
     pub allow_private_destinations: bool,
 }

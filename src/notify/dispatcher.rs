@@ -16,7 +16,7 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 use super::email::{compose, EmailSender};
 use super::metrics::{count, METRICS};
-use super::sealing::SealingKey;
+use super::sealing::Sealer;
 use super::webhooks::WebhookSender;
 use super::NotifyConfig;
 use crate::db::notifications::{self, Attempt};
@@ -28,7 +28,7 @@ pub struct Dispatcher {
     pool: DbPool,
     gate: WriteGate,
     config: NotifyConfig,
-    key: Arc<SealingKey>,
+    key: Arc<Sealer>,
     /// Woken when webhook events and emails are written by this process.
     webhooks: Wakeup,
     emails: Wakeup,
@@ -62,7 +62,7 @@ impl Dispatcher {
         pool: DbPool,
         gate: WriteGate,
         config: NotifyConfig,
-        key: Arc<SealingKey>,
+        key: Arc<Sealer>,
         webhooks: Wakeup,
         emails: Wakeup,
     ) -> Self {

@@ -20,7 +20,7 @@ use diesel::QueryResult;
 pub use destination::{check_destination, DestinationError};
 pub use dispatcher::{Dispatcher, DispatcherHandle};
 pub use events::JobClosed;
-pub use sealing::{new_webhook_secret, KeySource, SealingKey};
+pub use sealing::{new_webhook_secret, KeySource, Sealer, SealingKey};
 
 use crate::db::{notifications, DbConnection};
 use crate::executor::Wakeup;

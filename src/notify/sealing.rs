@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -93,6 +94,38 @@ impl SealingKey {
     }
 }
 
+/// The sealing key, loaded (and its file created) the first time a secret is sealed or
+/// opened: a service that never meets a webhook never touches the key file.
+pub struct Sealer {
+    source: KeySource,
+    key: OnceLock<SealingKey>,
+}
+
+impl Sealer {
+    pub fn new(source: KeySource) -> Self {
+        Sealer {
+            source,
+            key: OnceLock::new(),
+        }
+    }
+
+    fn key(&self) -> anyhow::Result<&SealingKey> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
+        let key = SealingKey::load(&self.source).context("the sealing key cannot be loaded")?;
+        Ok(self.key.get_or_init(|| key))
+    }
+
+    pub fn seal(&self, secret: &str) -> anyhow::Result<String> {
+        Ok(self.key()?.seal(secret))
+    }
+
+    pub fn open(&self, sealed: &str) -> anyhow::Result<String> {
+        self.key()?.open(sealed)
+    }
+}
+
 fn read_or_create(path: &PathBuf) -> anyhow::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(key) => return Ok(key.trim().to_owned()),
@@ -147,6 +180,22 @@ mod tests {
             .to_string()
             .contains("another key"));
         assert!(key.open("v1.AAAA").is_err());
+    }
+
+    #[test]
+    fn a_sealer_creates_its_key_file_only_when_first_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let sealer = Sealer::new(KeySource::File(path.clone()));
+        assert!(!path.exists());
+        let sealed = sealer.seal("s").unwrap();
+        assert!(path.exists());
+        assert_eq!(
+            Sealer::new(KeySource::File(path)).open(&sealed).unwrap(),
+            "s"
+        );
+        let broken = Sealer::new(KeySource::File(dir.path().join("no/such/dir/key")));
+        assert!(broken.seal("s").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use reqwest::redirect::Policy;
 
 use super::destination::{check_url, GuardedResolver};
-use super::sealing::SealingKey;
+use super::sealing::Sealer;
 use super::signing::{
     sign, DELIVERY_HEADER, EVENT_ID_HEADER, EVENT_NAME_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
@@ -20,23 +20,19 @@ use crate::db::models::ClaimedDelivery;
 pub struct NotDelivered {
     pub status: Option<i32>,
     pub error: String,
-    /// Trying again cannot help (the destination is refused, the secret unreadable).
+    /// Trying again cannot help (the destination is refused).
     pub permanent: bool,
 }
 
 pub struct WebhookSender {
     client: Client,
-    key: Arc<SealingKey>,
+    key: Arc<Sealer>,
     allow_private: bool,
 }
 
 impl WebhookSender {
     /// Call outside any async runtime (the blocking client runs its own).
-    pub fn new(
-        key: Arc<SealingKey>,
-        timeout: Duration,
-        allow_private: bool,
-    ) -> anyhow::Result<Self> {
+    pub fn new(key: Arc<Sealer>, timeout: Duration, allow_private: bool) -> anyhow::Result<Self> {
         let client = Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -59,10 +55,15 @@ impl WebhookSender {
             permanent: true,
         };
         let url = check_url(&delivery.url, self.allow_private).map_err(|e| permanent(e.0))?;
+        // Retried: another node, or this one fixed, may hold the right key.
         let secret = self
             .key
             .open(&delivery.secret_sealed)
-            .map_err(|e| permanent(format!("{e:#}")))?;
+            .map_err(|e| NotDelivered {
+                status: None,
+                error: format!("{e:#}"),
+                permanent: false,
+            })?;
         let timestamp = Utc::now().timestamp();
         let body = delivery.payload.as_bytes();
         let sent = self

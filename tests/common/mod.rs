@@ -162,6 +162,11 @@ impl TestApp {
             client_id: Some(CLIENT_ID.to_owned()),
             client_secret: Some(CLIENT_SECRET.to_owned()),
         };
+        if db.backend() == Backend::Postgres {
+            // Not the default file in the working directory.
+            let key = stockbatch::notify::SealingKey::generate();
+            config.notify.sealing_key = stockbatch::notify::KeySource::Value(key);
+        }
         adjust(&mut config);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {

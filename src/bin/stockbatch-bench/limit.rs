@@ -59,6 +59,12 @@ const OPERATION: &str = "UPSERT";
 const SQLITE_MAX_BINDS: usize = 32_766;
 const PG_MAX_BINDS: usize = 65_535;
 
+/// Each key `k.l, k.s`'s position (retailer `$1`) by one index probe, whatever the table's
+/// statistics say: a plain join on a table never analyzed (autovacuum off) hashes all of it.
+const PG_POSITION_OF_KEY: &str =
+    "CROSS JOIN LATERAL (SELECT p.id, p.qty FROM inventory_positions p \
+    WHERE p.retailer_id = $1 AND p.location_ref = k.l AND p.sku_ref = k.s LIMIT 1) p";
+
 /// The optional columns records leave out, typed for PostgreSQL.
 const NULLS: &str =
     "NULL::int8, NULL::int8, NULL::text, NULL::text, 'LAST_ON_HAND', NULL::text, NULL::text";
@@ -688,12 +694,10 @@ fn sqlite_read_write(c: &mut SqliteConnection, b: &Batch) -> QueryResult<()> {
 }
 
 fn pg_read(c: &mut PgConnection, b: &Batch) -> QueryResult<Vec<Before>> {
-    sql_query(
+    sql_query(format!(
         "SELECT k.i - 1 AS seq, p.id, p.qty \
-         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(l, s, i) \
-         JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
-         AND p.sku_ref = k.s",
-    )
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(l, s, i) {PG_POSITION_OF_KEY}"
+    ))
     .bind::<Text, _>(RETAILER)
     .bind::<Array<Text>, _>(
         b.records
@@ -832,9 +836,7 @@ fn pg_values(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
     let mut before = Vec::with_capacity(b.records.len());
     for (k, chunk) in b.records.chunks(per).enumerate() {
         let sql = format!(
-            "SELECT k.i AS seq, p.id, p.qty FROM (VALUES {}) AS k(i, l, s) \
-             JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
-             AND p.sku_ref = k.s",
+            "SELECT k.i AS seq, p.id, p.qty FROM (VALUES {}) AS k(i, l, s) {PG_POSITION_OF_KEY}",
             pg_rows(chunk.len(), 1, 3, |p| format!(
                 "${}, ${}, ${}",
                 p[0], p[1], p[2]
@@ -959,8 +961,8 @@ fn pg_copy(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
     // `old` holds the quantities before; nothing leaves the server.
     sql_query(format!(
         "WITH old AS (\
-           SELECT p.id, p.qty FROM bench_stage s JOIN inventory_positions p \
-           ON p.retailer_id = $1 AND p.location_ref = s.location_ref AND p.sku_ref = s.sku_ref), \
+           SELECT p.id, p.qty FROM (SELECT location_ref AS l, sku_ref AS s FROM bench_stage) AS k \
+           {PG_POSITION_OF_KEY}), \
          up AS (\
            INSERT INTO inventory_positions ({COLUMNS}) \
            SELECT $1, location_ref, sku_ref, qty, {NULLS}, version, version, $2, $2 FROM bench_stage \
