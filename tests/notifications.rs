@@ -887,3 +887,61 @@ fn the_cli_manages_subscriptions_and_prints_the_secret_once() {
     let (ok, out) = run(&["webhook", "delete", "1"]);
     assert!(!ok && out.contains("no webhook 1"), "{out}");
 }
+
+/// The fenced block of `language` that follows `after` in the README.
+fn readme_block(after: &str, language: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let from = readme
+        .find(after)
+        .expect("the README's notifications section");
+    let fence = format!("```{language}\n");
+    let start = from + readme[from..].find(&fence).expect("the block") + fence.len();
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end].to_owned()
+}
+
+#[test]
+fn the_readme_verification_snippets_accept_real_deliveries_and_refuse_tampered_ones() {
+    let app = spawn(TestDb::new(Backend::Sqlite), |_| {});
+    let receiver = Receiver::start();
+    let (_, secret) = subscribe(&app, &receiver.url(), &["BATCH_CREATE"], None);
+    let job = app.create_job(json!("7"));
+    app.post_batch(&job, json!([record("7", "L", "A", 1)]));
+    let delivery = receiver.wait_until(WAIT, "one event", |got| !got.is_empty())[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    let tampered = dir.path().join("tampered");
+    std::fs::write(&body, &delivery.body).unwrap();
+    std::fs::write(&tampered, [delivery.body.as_slice(), b" "].concat()).unwrap();
+    let (ts, sig) = (
+        delivery.header("Stockbatch-Timestamp"),
+        delivery.header("Stockbatch-Signature"),
+    );
+
+    let python = readme_block("Verify it over the raw body", "python")
+        + "import sys\nh = {'Stockbatch-Timestamp': sys.argv[2], 'Stockbatch-Signature': sys.argv[3]}\n\
+           print(verified(sys.argv[1], h, open(sys.argv[4], 'rb').read()))\n";
+    let node = readme_block("Node:", "js")
+        + "const [secret, ts, sig, file] = process.argv.slice(1);\n\
+           console.log(verified(secret, {'stockbatch-timestamp': ts, 'stockbatch-signature': sig}, require('fs').readFileSync(file)) ? 'True' : 'False');\n";
+    for (program, args) in [
+        ("python3", vec!["-c", python.as_str()]),
+        ("node", vec!["-e", node.as_str()]),
+    ] {
+        for (file, expected) in [(&body, "True"), (&tampered, "False")] {
+            let out = std::process::Command::new(program)
+                .args(&args)
+                .args([secret.as_str(), ts, sig, file.to_str().unwrap()])
+                .output()
+                .unwrap_or_else(|e| panic!("{program} must be installed to check the README: {e}"));
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                printed.trim(),
+                expected,
+                "{program}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
