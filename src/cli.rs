@@ -13,7 +13,7 @@ use crate::auth::api_keys;
 use crate::auth::hasher::HasherConfig;
 use crate::auth::permissions::{format_list, parse_list};
 use crate::auth::{TokenSettings, DEFAULT_LOCATION};
-use crate::config::{Config, Role};
+use crate::config::{Config, MetricsConfig, Role};
 use crate::db::{self, build_pool, run_migrations, DbConnection};
 use crate::domain::webhook::parse_subscription;
 use crate::executor::{ExecutorConfig, RetentionConfig};
@@ -376,6 +376,12 @@ pub struct ServeArgs {
     /// Webhook deliveries this process sends at once.
     #[arg(long, env = "STOCKBATCH_WEBHOOK_WORKERS", default_value_t = 4)]
     webhook_workers: usize,
+    /// Also serve `/metrics`, open, on this address (e.g. `127.0.0.1:9090`).
+    #[arg(long, env = "STOCKBATCH_METRICS_BIND")]
+    metrics_bind: Option<String>,
+    /// A bearer token that may read `/metrics` on the API's listener (administrators' tokens may too).
+    #[arg(long, env = "STOCKBATCH_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -398,6 +404,10 @@ impl ServeArgs {
         };
         Config {
             notify,
+            metrics: MetricsConfig {
+                bind: self.metrics_bind,
+                token: self.metrics_token.filter(|t| !t.is_empty()),
+            },
             role: self.role,
             pool_size: self.pool_size.max(2),
             db_timeout: Duration::from_millis(self.db_timeout_ms.max(100)),

@@ -30,6 +30,23 @@ impl Role {
     }
 }
 
+/// `/metrics`: on the API's listener for `token` bearers and administrators, and open on
+/// `bind` when given.
+#[derive(Clone, Default)]
+pub struct MetricsConfig {
+    pub bind: Option<String>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -53,6 +70,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Webhooks and emails.
     pub notify: NotifyConfig,
+    /// Where `/metrics` is served, and to whom.
+    pub metrics: MetricsConfig,
     /// Credentials for the administrator and OAuth client created on an empty database.
     pub bootstrap: Bootstrap,
 }
@@ -63,6 +82,7 @@ impl Config {
         let database_url = database_url.into();
         Config {
             notify: NotifyConfig::new(&database_url),
+            metrics: MetricsConfig::default(),
             database_url,
             bind_addr: bind_addr.into(),
             role: Role::All,

@@ -8,8 +8,9 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod executor;
+pub mod metrics;
 pub mod notify;
 pub mod startup;
 
-pub use config::{Config, Role};
+pub use config::{Config, MetricsConfig, Role};
 pub use startup::Application;

@@ -3,14 +3,15 @@
 use std::fs::{File, TryLockError};
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Instant;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers, Logger};
 use actix_web::{web, App};
 use anyhow::{bail, Context};
 
-use crate::api::{self, http_io, ApiError, AppState, BodyBudget};
+use crate::api::{self, http_io, ApiError, AppState, BodyBudget, MetricsAccess, MetricsSource};
 use crate::auth::accounts::bootstrap;
 use crate::auth::hasher::Hasher;
 use crate::config::Config;
@@ -18,11 +19,14 @@ use crate::db::{
     batches, build_pool, notifications, run_migrations, Backend, ConnectionManager, WriteGate,
 };
 use crate::executor::{Completions, Executor, ExecutorHandle, Wakeup};
+use crate::metrics::http_request;
 use crate::notify::{Dispatcher, DispatcherHandle, Outbox, Sealer};
 
 /// A built service: listening (if it runs the API) and executing (if it runs the executor).
 pub struct Application {
     server: Option<Server>,
+    /// `/metrics` on its own listener (`STOCKBATCH_METRICS_BIND`).
+    metrics_server: Option<ServerHandle>,
     port: Option<u16>,
     executor: Option<ExecutorHandle>,
     dispatcher: Option<DispatcherHandle>,
@@ -48,6 +52,42 @@ impl Application {
         let sealer = Arc::new(Sealer::new(config.notify.sealing_key.clone()));
         let (webhook_wakeup, email_wakeup) = (Wakeup::default(), Wakeup::default());
         let outbox = Outbox::new(&config.notify, webhook_wakeup.clone(), email_wakeup.clone());
+        // The executor's and the dispatchers' own connections: a flood of API requests
+        // never leaves them without one, and sending never waits for a batch's.
+        let executor_workers = executor_workers(backend, config.executor.workers);
+        let worker_pools = if config.role.runs_executor() {
+            Some((
+                build_pool(
+                    &config.database_url,
+                    executor_workers as u32 + EXECUTOR_SPARE_CONNECTIONS,
+                    config.db_timeout,
+                )?,
+                build_pool(
+                    &config.database_url,
+                    DISPATCHER_CONNECTIONS,
+                    config.db_timeout,
+                )?,
+            ))
+        } else {
+            None
+        };
+        let mut pools = vec![("api", pool.clone())];
+        if let Some((executor_pool, dispatcher_pool)) = &worker_pools {
+            pools.push(("executor", executor_pool.clone()));
+            pools.push(("dispatcher", dispatcher_pool.clone()));
+        }
+        let pools = Arc::new(pools);
+        let metrics_server = match &config.metrics.bind {
+            Some(bind) => Some(metrics_server(
+                bind,
+                MetricsSource {
+                    pool: pool.clone(),
+                    pools: pools.clone(),
+                },
+            )?),
+            None => None,
+        };
+
         let (server, port) = if config.role.runs_api() {
             let listener = TcpListener::bind(&config.bind_addr)
                 .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
@@ -68,6 +108,10 @@ impl Application {
                     outbox: outbox.clone(),
                     sealer: sealer.clone(),
                     allow_private_destinations: config.notify.allow_private_destinations,
+                    metrics_access: MetricsAccess {
+                        token: config.metrics.token.clone(),
+                    },
+                    pools: pools.clone(),
                 },
             )?;
             log::info!(
@@ -81,11 +125,15 @@ impl Application {
 
         let mut executor_lock = None;
         let mut dispatcher = None;
-        let executor = if config.role.runs_executor() {
+        let executor = if let Some((executor_pool, dispatcher_pool)) = worker_pools {
             if backend == Backend::Sqlite {
                 executor_lock = Some(lock_sqlite_executor(&config.database_url)?);
                 let requeued = batches::requeue_running_batches(&mut *pool.get()?)?;
                 if requeued > 0 {
+                    crate::metrics::metrics()
+                        .executor_events
+                        .get_or_create(&crate::metrics::EventLabels { event: "requeue" })
+                        .inc_by(requeued as u64);
                     log::warn!("requeued {requeued} batches left RUNNING by a previous run");
                 }
                 let released = notifications::release_leases(&mut *pool.get()?)?;
@@ -95,13 +143,7 @@ impl Application {
             }
             let listen_url = (backend == Backend::Postgres).then(|| config.database_url.clone());
             let mut executor_config = config.executor.clone();
-            executor_config.workers = executor_workers(backend, config.executor.workers);
-            // Its own connections: a flood of API requests never leaves it without one.
-            let executor_pool = build_pool(
-                &config.database_url,
-                executor_config.workers as u32 + EXECUTOR_SPARE_CONNECTIONS,
-                config.db_timeout,
-            )?;
+            executor_config.workers = executor_workers;
             let executor = Executor::new(
                 executor_pool,
                 executor_config,
@@ -109,12 +151,6 @@ impl Application {
                 completions.clone(),
             )
             .with_outbox(outbox.clone());
-            // Its own connections too: sending never waits for a batch's, nor holds one.
-            let dispatcher_pool = build_pool(
-                &config.database_url,
-                DISPATCHER_CONNECTIONS,
-                config.db_timeout,
-            )?;
             dispatcher = Some(
                 Dispatcher::new(
                     dispatcher_pool,
@@ -132,6 +168,7 @@ impl Application {
         };
         Ok(Application {
             server,
+            metrics_server,
             port,
             executor,
             dispatcher,
@@ -157,6 +194,9 @@ impl Application {
             None => wait_for_signal().await?,
         }
         log::info!("shutting down");
+        if let Some(metrics) = self.metrics_server {
+            metrics.stop(true).await;
+        }
         if let Some(executor) = self.executor {
             actix_web::rt::task::spawn_blocking(move || executor.stop()).await?;
         }
@@ -190,6 +230,21 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
                 Logger::new("%a %{method}xi %U %s %b %Dms")
                     .custom_request_replace("method", |req| req.method().to_string()),
             )
+            .wrap_fn(|req, srv| {
+                let route = req.match_pattern();
+                let method = req.method().clone();
+                let started = Instant::now();
+                let response = srv.call(req);
+                async move {
+                    let response = response.await;
+                    let status = match &response {
+                        Ok(r) => r.status(),
+                        Err(e) => e.as_response_error().status_code(),
+                    };
+                    http_request(route, &method, status, started.elapsed());
+                    response
+                }
+            })
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     };
@@ -199,6 +254,26 @@ fn http_server(config: &Config, listener: TcpListener, state: AppState) -> anyho
         http_io::CLIENT_REQUEST_TIMEOUT,
         app,
     )?)
+}
+
+/// `/metrics` alone, open, on `bind`; it runs beside the API (or instead of it).
+fn metrics_server(bind: &str, source: MetricsSource) -> anyhow::Result<ServerHandle> {
+    let listener =
+        TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind} for metrics"))?;
+    log::info!(
+        "metrics on http://{}/metrics",
+        listener_addr(bind, listener.local_addr()?.port())
+    );
+    let server = http_io::serve(listener, 1, http_io::CLIENT_REQUEST_TIMEOUT, move || {
+        App::new()
+            .app_data(web::Data::new(source.clone()))
+            .wrap(ErrorHandlers::new().default_handler(api::json_error_body))
+            .route("/metrics", web::get().to(api::metrics_open))
+            .default_service(web::to(api::not_found))
+    })?;
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
 }
 
 /// Connections of the executor's pool beside one per worker: lease renewals and retention.

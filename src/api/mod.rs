@@ -7,6 +7,7 @@ mod fluent;
 mod health;
 pub mod http_io;
 mod idempotency;
+mod metrics;
 mod notifications;
 mod oauth;
 mod principal;
@@ -17,6 +18,7 @@ use actix_web::web;
 
 pub use body::{BodyBudget, BodyLimits};
 pub use error::{error_response, json_error_body, ApiError, ErrorBody, ErrorEntry};
+pub use metrics::{open as metrics_open, MetricsAccess, MetricsSource};
 pub use support::{not_found, rfc3339, ApiSettings, AppState, QueueLimits};
 
 /// Largest `/oauth/token` body: a handful of short form parameters.
@@ -50,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
     ),
     ("/health", "GET, HEAD"),
+    ("/metrics", "GET"),
     ("/openapi.yaml", "GET"),
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
@@ -136,6 +139,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(health::health))
             .route(web::head().to(health::health)),
     )
+    .service(resource("/metrics").route(web::get().to(metrics::protected)))
     .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
     .service(resource("/docs").route(web::get().to(docs::page)))

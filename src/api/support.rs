@@ -10,6 +10,7 @@ use chrono::{NaiveDateTime, SecondsFormat};
 
 use super::body::BodyBudget;
 use super::error::ApiError;
+use super::metrics::MetricsAccess;
 use crate::auth::hasher::Hasher;
 use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
@@ -117,6 +118,10 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     /// Webhooks to non-public addresses are allowed.
     pub allow_private_destinations: bool,
+    /// Who may read `/metrics` here.
+    pub metrics_access: MetricsAccess,
+    /// This process's connection pools, by name, for metrics.
+    pub pools: Arc<Vec<(&'static str, DbPool)>>,
 }
 
 const WAITING: u8 = 0;

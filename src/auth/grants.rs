@@ -356,8 +356,11 @@ pub fn finish(
                     Some(user.id)
                 }
                 None => {
+                    let m = crate::metrics::metrics();
+                    m.login_failures.inc();
                     if let Some(lock) = lock_for(attempt, settings) {
                         accounts::lock_login(conn, username, now + lock, now)?;
+                        m.login_lockouts.inc();
                         log::warn!("login locked after {attempt} failures in a row");
                     }
                     return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));

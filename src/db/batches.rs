@@ -53,6 +53,40 @@ pub fn queue_load(conn: &mut DbConnection, retailer: &str) -> QueryResult<(i64, 
     Ok((of_retailer, all, records.unwrap_or(0)))
 }
 
+/// The unfinished part of the queue, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueGauges {
+    pub pending: i64,
+    pub running: i64,
+    /// Records of unfinished batches.
+    pub records: i64,
+    pub oldest_pending: Option<NaiveDateTime>,
+}
+
+pub fn queue_gauges(conn: &mut DbConnection) -> QueryResult<QueueGauges> {
+    let rows: Vec<(String, i64, Option<i64>, Option<NaiveDateTime>)> = batches::table
+        .filter(batches::status.ne(COMPLETE))
+        .group_by(batches::status)
+        .select((
+            batches::status,
+            diesel::dsl::count_star(),
+            diesel::dsl::sum(batches::record_count),
+            diesel::dsl::min(batches::created_on),
+        ))
+        .load(conn)?;
+    let mut gauges = QueueGauges::default();
+    for (status, count, records, oldest) in rows {
+        gauges.records += records.unwrap_or(0);
+        if status == PENDING {
+            gauges.pending = count;
+            gauges.oldest_pending = oldest;
+        } else {
+            gauges.running += count;
+        }
+    }
+    Ok(gauges)
+}
+
 /// The records a batch was posted with (kept until retention prunes the batch).
 pub fn find_entities(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>> {
     batches::table
@@ -115,7 +149,7 @@ const CLAIM: &str = "UPDATE batches \
             AND a.loc_min COLLATED <= b.loc_max AND b.loc_min COLLATED <= a.loc_max) \
         ORDER BY b.id LIMIT 1 LOCKED) \
     RETURNING id, job_id, retailer_id, api, action, options, dry_run, preprocessing, attempts, \
-        record_count, entities";
+        record_count, entities, created_on";
 
 /// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
 /// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, so

@@ -37,3 +37,11 @@ pub fn last_beat(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> 
 pub fn delete_beats_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(beats::table.filter(beats::last_seen.lt(cutoff))).execute(conn)
 }
+
+/// Executors seen alive since `since`.
+pub fn count_alive_since(conn: &mut DbConnection, since: NaiveDateTime) -> QueryResult<i64> {
+    beats::table
+        .filter(beats::last_seen.ge(since))
+        .count()
+        .get_result(conn)
+}

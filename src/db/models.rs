@@ -119,6 +119,9 @@ pub struct ClaimedBatch {
     pub record_count: i32,
     #[diesel(sql_type = Nullable<Text>)]
     pub entities: Option<String>,
+    /// When it was accepted.
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub created_on: NaiveDateTime,
 }
 
 #[derive(Queryable, Debug, Clone, PartialEq, Eq)]

@@ -396,11 +396,14 @@ pub fn replay_delivery(
     Ok(updated == 1)
 }
 
-/// When the oldest undelivered event was written: the age of the delivery queue.
-pub fn oldest_pending_delivery(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+/// Deliveries waiting to be sent or retried, and when the oldest was written.
+pub fn pending_deliveries(conn: &mut DbConnection) -> QueryResult<(i64, Option<NaiveDateTime>)> {
     deliveries::table
         .filter(deliveries::status.eq(DELIVERY_PENDING))
-        .select(diesel::dsl::min(deliveries::created_on))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(deliveries::created_on),
+        ))
         .first(conn)
 }
 

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
-use super::apply::{apply_batch, fail_batch, ApplyOutcome};
+use super::apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary};
 use super::completions::Completions;
 use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
 use crate::db::{batches, heartbeats, DbConnection, DbPool, WriteGate};
+use crate::metrics::{executor_event, metrics, BatchLabels, RetailerLabels};
 use crate::notify::Outbox;
 
 /// How often an executor says it is alive; readers take one silent for three times this
@@ -110,11 +111,13 @@ impl Executor {
         else {
             return Ok(Step::QueueEmpty);
         };
+        executor_event("claim");
         if let Some(siblings) = &self.siblings {
             siblings.notify();
         }
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
+            executor_event("final_failure");
             fail_batch(
                 &mut conn,
                 &self.gate,
@@ -156,6 +159,7 @@ impl Executor {
             Ok(Ok(ApplyOutcome::Completed(summary))) => {
                 self.completions.notify();
                 self.outbox.wake();
+                record_completion(&batch, &summary, started.elapsed());
                 log::info!(
                     "batch {} COMPLETE: {} {} records, {} applied, {} rejected, {} skipped, {} ms (attempt {}, {} transactions)",
                     batch.id,
@@ -171,6 +175,7 @@ impl Executor {
                 return Ok(Step::Processed(batch.id));
             }
             Ok(Ok(ApplyOutcome::LeaseLost)) => {
+                executor_event("lease_lost");
                 log::warn!(
                     "batch {}: lease lost to another executor, its open transaction rolled back",
                     batch.id
@@ -201,7 +206,7 @@ impl Executor {
                     )?)
                 });
             match renewed {
-                Ok(true) => {}
+                Ok(true) => executor_event("lease_renewal"),
                 Ok(false) => {
                     log::warn!("batch {batch_id}: lease lost");
                     return;
@@ -231,6 +236,7 @@ impl Executor {
             self.completions.notify();
             self.outbox.wake();
         } else {
+            executor_event("retry");
             log::warn!(
                 "batch {} attempt {} failed: {failure}; will retry",
                 batch.id,
@@ -354,6 +360,39 @@ impl ExecutorHandle {
             }
         }
     }
+}
+
+/// Counts a completed batch's items and times in the metrics.
+fn record_completion(batch: &ClaimedBatch, summary: &BatchSummary, took: Duration) {
+    let m = metrics();
+    let labels = BatchLabels {
+        retailer: batch.retailer_id.clone(),
+        api: batch.api.clone(),
+    };
+    m.batches_completed.get_or_create(&labels).inc();
+    m.records_applied
+        .get_or_create(&labels)
+        .inc_by(summary.applied as u64);
+    m.records_rejected
+        .get_or_create(&labels)
+        .inc_by((summary.rejected + summary.skipped) as u64);
+    m.records_unchanged
+        .get_or_create(&labels)
+        .inc_by(summary.unchanged as u64);
+    if batch.preprocessing != 0 {
+        let retailer = RetailerLabels {
+            retailer: batch.retailer_id.clone(),
+        };
+        let run = summary.applied + summary.rejected + summary.skipped;
+        m.bpp_processed.get_or_create(&retailer).inc_by(run as u64);
+        m.bpp_unchanged
+            .get_or_create(&retailer)
+            .inc_by(summary.unchanged as u64);
+    }
+    m.apply_seconds.observe(took.as_secs_f64());
+    let waited = Utc::now().naive_utc() - batch.created_on;
+    m.completion_seconds
+        .observe(waited.num_milliseconds().max(0) as f64 / 1000.0);
 }
 
 fn lease_delta(lease: Duration) -> TimeDelta {

@@ -15,13 +15,13 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 use super::email::{compose, EmailSender};
-use super::metrics::{count, METRICS};
 use super::sealing::Sealer;
 use super::webhooks::WebhookSender;
 use super::NotifyConfig;
 use crate::db::notifications::{self, Attempt};
 use crate::db::{DbPool, WriteGate};
 use crate::executor::Wakeup;
+use crate::metrics::notification_attempt;
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -199,7 +199,7 @@ impl Dispatcher {
         }
         match &attempt {
             Attempt::Done { .. } => {
-                count(&METRICS.deliveries_sent);
+                notification_attempt("webhook", "sent");
                 if delivery.attempts > 1 {
                     // The receiver is back: its waiting deliveries need not wait out their backoff.
                     self.gate.executor_brief(|| {
@@ -208,7 +208,7 @@ impl Dispatcher {
                 }
             }
             Attempt::Retry { error, .. } => {
-                count(&METRICS.deliveries_retried);
+                notification_attempt("webhook", "retried");
                 log::info!(
                     "delivery {} of event {} (attempt {}): {error}; will retry",
                     delivery.id,
@@ -217,7 +217,7 @@ impl Dispatcher {
                 );
             }
             Attempt::Failed { error, .. } => {
-                count(&METRICS.deliveries_failed);
+                notification_attempt("webhook", "failed");
                 log::warn!(
                     "delivery {} of event {} failed for good: {error}",
                     delivery.id,
@@ -264,13 +264,13 @@ impl Dispatcher {
             notifications::record_email(&mut conn, email.id, owner, &attempt, done)
         })?;
         match &attempt {
-            Attempt::Done { .. } => count(&METRICS.emails_sent),
+            Attempt::Done { .. } => notification_attempt("email", "sent"),
             Attempt::Retry { error, .. } => {
-                count(&METRICS.emails_retried);
+                notification_attempt("email", "retried");
                 log::info!("email about batch {}: {error}; will retry", email.batch_id);
             }
             Attempt::Failed { error, .. } => {
-                count(&METRICS.emails_failed);
+                notification_attempt("email", "failed");
                 log::warn!(
                     "email about batch {} failed for good: {error}",
                     email.batch_id

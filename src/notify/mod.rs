@@ -6,7 +6,6 @@ mod destination;
 mod dispatcher;
 mod email;
 pub mod events;
-pub mod metrics;
 mod sealing;
 pub mod signing;
 mod webhooks;
