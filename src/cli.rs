@@ -170,6 +170,13 @@ enum UserAction {
     },
     /// List users (never their passwords).
     List,
+    /// Set a user's password; its tokens stop working at once.
+    SetPassword {
+        username: String,
+        /// The new password; prompted for (not echoed) when omitted.
+        #[arg(long, env = "STOCKBATCH_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Stop a user from logging in; its tokens stop working at once.
     Disable { username: String },
     /// Let a disabled user log in again.
@@ -194,6 +201,14 @@ enum ClientAction {
     },
     /// List clients (never their secrets).
     List,
+    /// Give a client a new secret, printed once; the old one and the client's own tokens
+    /// stop working at once (its users' tokens stay).
+    RotateSecret {
+        client_id: String,
+        /// Use this secret instead of a generated one.
+        #[arg(long, env = "STOCKBATCH_NEW_CLIENT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
     /// Refuse the client's logins; tokens issued through it stop working at once.
     Disable { client_id: String },
     /// Let a disabled client be used again.
@@ -475,19 +490,32 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
-        Some(Command::User { db, action }) => with_db(&db, |conn| manage_users(conn, action)),
-        Some(Command::Client { db, action }) => with_db(&db, |conn| manage_clients(conn, action)),
-        Some(Command::Retailer { db, action }) => {
-            with_db(&db, |conn| manage_retailers(conn, action))
+        Some(Command::User { db, action }) => {
+            let access = Access::of(matches!(action, UserAction::Create { .. }));
+            with_db(&db, access, |conn| manage_users(conn, action))
         }
-        Some(Command::ApiKey { db, action }) => with_db(&db, |conn| manage_api_keys(conn, action)),
+        Some(Command::Client { db, action }) => {
+            let access = Access::of(matches!(action, ClientAction::Create { .. }));
+            with_db(&db, access, |conn| manage_clients(conn, action))
+        }
+        Some(Command::Retailer { db, action }) => {
+            let access = Access::of(matches!(action, RetailerAction::Create { .. }));
+            with_db(&db, access, |conn| manage_retailers(conn, action))
+        }
+        Some(Command::ApiKey { db, action }) => {
+            let access = Access::of(matches!(action, ApiKeyAction::Create { .. }));
+            with_db(&db, access, |conn| manage_api_keys(conn, action))
+        }
         Some(Command::Webhook {
             db,
             sealing,
             action,
-        }) => with_db(&db, |conn| {
-            manage_webhooks(conn, &sealing, &db.database_url, action)
-        }),
+        }) => {
+            let access = Access::of(matches!(action, WebhookAction::Create { .. }));
+            with_db(&db, access, |conn| {
+                manage_webhooks(conn, &sealing, &db.database_url, action)
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -506,14 +534,62 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// What a management command may do to the database it is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// `create` commands: set up a new database (a SQLite file, the tables) if need be.
+    MayCreate,
+    /// Everything else: only a database stockbatch has set up.
+    Existing,
+}
+
+impl Access {
+    fn of(creates: bool) -> Access {
+        if creates {
+            Access::MayCreate
+        } else {
+            Access::Existing
+        }
+    }
+}
+
 fn with_db(
     args: &DbArgs,
+    access: Access,
     work: impl FnOnce(&mut DbConnection) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let pool = build_pool(&args.database_url, 1, Duration::from_secs(5))?;
+    let url = &args.database_url;
+    let sqlite_file = (db::Backend::of_url(url) == db::Backend::Sqlite)
+        .then(|| db::ConnectionManager::sqlite_path(url));
+    if let (Access::Existing, Some(path)) = (access, sqlite_file) {
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!(
+                "there is no database at {path}: run this where `stockbatch serve` runs, or \
+                 name it with --database-url (or DATABASE_URL)"
+            );
+        }
+    }
+    let pool = build_pool(url, 1, Duration::from_secs(5))?;
     let mut conn = pool.get()?;
-    run_migrations(&mut conn)?;
+    match access {
+        Access::MayCreate => run_migrations(&mut conn)?,
+        Access::Existing => {
+            db::check_schema(&mut conn).map_err(|e| anyhow::anyhow!("{e} ({})", shown_url(url)))?
+        }
+    }
     work(&mut conn)
+}
+
+/// A database URL without its password, for messages.
+fn shown_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn manage_users(conn: &mut DbConnection, action: UserAction) -> anyhow::Result<()> {
@@ -563,6 +639,14 @@ fn manage_users(conn: &mut DbConnection, action: UserAction) -> anyhow::Result<(
                 );
             }
         }
+        UserAction::SetPassword { username, password } => {
+            let password = match password {
+                Some(p) => p,
+                None => read_new_password(&username)?,
+            };
+            accounts::set_password(conn, &username, &password)?;
+            println!("password of {username} set; its tokens no longer work");
+        }
         UserAction::Disable { username } => set_user(conn, &username, true)?,
         UserAction::Enable { username } => set_user(conn, &username, false)?,
     }
@@ -581,6 +665,13 @@ fn set_user(conn: &mut DbConnection, username: &str, disabled: bool) -> anyhow::
 }
 
 fn read_new_password(username: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no terminal to ask for {username}'s password on: give it with --password or \
+             STOCKBATCH_USER_PASSWORD"
+        );
+    }
     let first = rpassword::prompt_password(format!("password for {username}: "))?;
     let second = rpassword::prompt_password("again: ")?;
     if first != second {
@@ -634,6 +725,17 @@ fn manage_clients(conn: &mut DbConnection, action: ClientAction) -> anyhow::Resu
                     client.client_id,
                     client.retailer_id.as_deref().unwrap_or("-"),
                     client.permissions.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        ClientAction::RotateSecret { client_id, secret } => {
+            let given = secret.is_some();
+            let secret = accounts::rotate_client_secret(conn, &client_id, secret.as_deref())?;
+            if given {
+                println!("client {client_id} has its new secret; the old one no longer works");
+            } else {
+                println!(
+                    "client {client_id} has a new secret, shown only this once (the old one no longer works):\n{secret}"
                 );
             }
         }

@@ -54,6 +54,34 @@ pub fn create_user(
     })
 }
 
+/// Sets a user's password; its tokens stop working at once.
+pub fn set_password(conn: &mut DbConnection, username: &str, password: &str) -> anyhow::Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must be at least {MIN_PASSWORD_CHARS} characters");
+    }
+    if !accounts::set_password_hash(conn, username, &hash_secret(password))? {
+        bail!("no user {username}");
+    }
+    Ok(())
+}
+
+/// Gives a client `secret`, or a generated one, and returns it (shown this once); the old
+/// secret and the client's own tokens stop working at once.
+pub fn rotate_client_secret(
+    conn: &mut DbConnection,
+    client_id: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<String> {
+    let secret = secret.map_or_else(new_secret, str::to_owned);
+    if secret.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the client secret must be at least {MIN_PASSWORD_CHARS} characters");
+    }
+    if !accounts::set_client_secret_hash(conn, client_id, &hash_secret(&secret))? {
+        bail!("no client {client_id}");
+    }
+    Ok(secret)
+}
+
 /// What a client may do for itself (client_credentials): act for one retailer.
 #[derive(Debug, Clone)]
 pub struct ClientBinding<'a> {
@@ -141,7 +169,23 @@ pub struct Bootstrap {
 /// clients, an OAuth client. Returns lines for the console: generated secrets, shown once.
 pub fn bootstrap(conn: &mut DbConnection, given: &Bootstrap) -> anyhow::Result<Vec<String>> {
     let mut console = Vec::new();
-    if accounts::count_users(conn)? == 0 {
+    let has_users = accounts::count_users(conn)? > 0;
+    if has_users && (given.admin_username.is_some() || given.admin_password.is_some()) {
+        log::warn!(
+            "STOCKBATCH_ADMIN_USERNAME/STOCKBATCH_ADMIN_PASSWORD are ignored: they create the \
+             first administrator of an empty database, and this one has users \
+             (change a password with `stockbatch user set-password`)"
+        );
+    }
+    let has_clients = accounts::count_clients(conn)? > 0;
+    if has_clients && (given.client_id.is_some() || given.client_secret.is_some()) {
+        log::warn!(
+            "STOCKBATCH_CLIENT_ID/STOCKBATCH_CLIENT_SECRET are ignored: they create the first \
+             OAuth client of an empty database, and this one has clients \
+             (change a secret with `stockbatch client rotate-secret`)"
+        );
+    }
+    if !has_users {
         let username = given.admin_username.as_deref().unwrap_or("admin");
         let password = given.admin_password.clone().unwrap_or_else(new_secret);
         match create_user(conn, username, &password, None, &Permission::ALL) {
@@ -156,7 +200,7 @@ pub fn bootstrap(conn: &mut DbConnection, given: &Bootstrap) -> anyhow::Result<V
             Err(e) => return Err(e).context("cannot create the first administrator"),
         }
     }
-    if accounts::count_clients(conn)? == 0 {
+    if !has_clients {
         let client_id = given.client_id.as_deref().unwrap_or("stockbatch");
         match create_client(conn, client_id, given.client_secret.as_deref(), None) {
             Ok(secret) if given.client_secret.is_none() => {

@@ -126,6 +126,50 @@ pub fn set_user_disabled(
     })
 }
 
+/// Replaces a user's password hash and deletes its tokens, so every session with the old
+/// password ends. Returns whether the user exists.
+pub fn set_password_hash(conn: &mut DbConnection, username: &str, hash: &str) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let id: Option<i64> = diesel::update(users::table.filter(users::username.eq(username)))
+            .set(users::password_hash.eq(hash))
+            .returning(users::id)
+            .get_result(conn)
+            .optional()?;
+        if let Some(id) = id {
+            diesel::delete(tokens::table.filter(tokens::user_id.eq(id))).execute(conn)?;
+            diesel::delete(login_failures::table.filter(login_failures::username.eq(username)))
+                .execute(conn)?;
+        }
+        Ok(id.is_some())
+    })
+}
+
+/// Replaces a client's secret hash and deletes the tokens it got for itself
+/// (client_credentials); its users' tokens stay. Returns whether the client exists.
+pub fn set_client_secret_hash(
+    conn: &mut DbConnection,
+    client_id: &str,
+    hash: &str,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let id: Option<i64> =
+            diesel::update(oauth_clients::table.filter(oauth_clients::client_id.eq(client_id)))
+                .set(oauth_clients::secret_hash.eq(hash))
+                .returning(oauth_clients::id)
+                .get_result(conn)
+                .optional()?;
+        if let Some(id) = id {
+            diesel::delete(
+                tokens::table
+                    .filter(tokens::client_id.eq(id))
+                    .filter(tokens::user_id.is_null()),
+            )
+            .execute(conn)?;
+        }
+        Ok(id.is_some())
+    })
+}
+
 pub fn insert_client(
     conn: &mut DbConnection,
     client_id: &str,

@@ -211,6 +211,39 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a database stockbatch has not set up, or set up by an older version, without
+/// writing to it: management commands must not create schemas in the wrong database.
+pub fn check_schema(conn: &mut DbConnection) -> anyhow::Result<()> {
+    use diesel::sql_types::BigInt;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let tables = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+        )
+        .get_result::<Count>(c),
+        DbConnection::Pg(c) => diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM pg_tables WHERE tablename = '__diesel_schema_migrations' AND schemaname = current_schema()",
+        )
+        .get_result::<Count>(c),
+    }?;
+    if tables.n == 0 {
+        anyhow::bail!("this database has no stockbatch tables");
+    }
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Pg(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot read the migrations applied: {e}"))?;
+    if pending {
+        anyhow::bail!("this database was set up by an older stockbatch: start `stockbatch serve` on it once to migrate it");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

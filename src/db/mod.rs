@@ -19,7 +19,7 @@ pub mod tokens;
 mod write_gate;
 
 pub use connection::{
-    build_pool, run_migrations, with_network_timeouts, write_transaction, Backend,
+    build_pool, check_schema, run_migrations, with_network_timeouts, write_transaction, Backend,
     ConnectionManager, DbConnection, DbPool, PooledConn,
 };
 pub use sql::ladder_chunks;
