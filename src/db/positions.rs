@@ -103,10 +103,12 @@ pub fn load_positions(
             }
             rows
         }
+        // One index lookup per key, whatever the planner's statistics say: a plain join
+        // on a table not analysed yet (autovacuum off, or just loaded) reads every position.
         DbConnection::Pg(c) => sql_query(format!(
             "SELECT {STOCK_COLUMNS} FROM UNNEST($2::text[], $3::text[]) AS k(l, s) \
-             JOIN inventory_positions p ON p.retailer_id = $1 AND p.location_ref = k.l \
-             AND p.sku_ref = k.s"
+             CROSS JOIN LATERAL (SELECT * FROM inventory_positions q WHERE q.retailer_id = $1 \
+             AND q.location_ref = k.l AND q.sku_ref = k.s LIMIT 1) p"
         ))
         .bind::<Text, _>(retailer)
         .bind::<Array<Text>, _>(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>())
