@@ -61,122 +61,118 @@ fn unauthorized(client: &Client, url: &str) -> Value {
     body
 }
 
-#[test]
-fn a_key_works_within_its_retailer_and_permissions() {
-    for backend in backends() {
-        let app = TestApp::spawn(backend);
-        let base = &app.base;
-        let theirs = app.create_job(json!("200"));
-        let key = create_key(
-            &app,
-            "feed",
-            "100",
-            &[
-                "--permissions",
-                "JOB_CREATE,JOB_VIEW,INVENTORY_VIEW",
-                "--default-location",
-                "DC1",
-            ],
-        );
-        let feed = client_with_token(&key);
+backend_tests!(a_key_works_within_its_retailer_and_permissions);
+fn a_key_works_within_its_retailer_and_permissions(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let base = &app.base;
+    let theirs = app.create_job(json!("200"));
+    let key = create_key(
+        &app,
+        "feed",
+        "100",
+        &[
+            "--permissions",
+            "JOB_CREATE,JOB_VIEW,INVENTORY_VIEW",
+            "--default-location",
+            "DC1",
+        ],
+    );
+    let feed = client_with_token(&key);
 
-        let (status, body) = send(feed.get(format!("{base}/api/v4.1/inventory")));
-        assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
-        let (status, job) = send(
-            feed.post(format!("{base}/api/v4.1/job"))
-                .json(&json!({"name": "feed", "retailerId": "100"})),
-        );
-        assert_eq!(status, StatusCode::OK, "{backend:?}: {job}");
-        let job = job["id"].as_str().unwrap();
-        let (status, body) = send(feed.get(format!("{base}/api/v4.1/job/{job}")));
-        assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
+    let (status, body) = send(feed.get(format!("{base}/api/v4.1/inventory")));
+    assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
+    let (status, job) = send(
+        feed.post(format!("{base}/api/v4.1/job"))
+            .json(&json!({"name": "feed", "retailerId": "100"})),
+    );
+    assert_eq!(status, StatusCode::OK, "{backend:?}: {job}");
+    let job = job["id"].as_str().unwrap();
+    let (status, body) = send(feed.get(format!("{base}/api/v4.1/job/{job}")));
+    assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
 
-        let (status, body) = send(
-            feed.post(format!("{base}/api/v4.1/job"))
-                .json(&json!({"name": "feed", "retailerId": "200"})),
-        );
-        assert_errors(status, &body, StatusCode::FORBIDDEN);
-        let (status, body) = send(feed.get(format!("{base}/api/v4.1/job/{theirs}")));
-        assert_errors(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = send(
+        feed.post(format!("{base}/api/v4.1/job"))
+            .json(&json!({"name": "feed", "retailerId": "200"})),
+    );
+    assert_errors(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = send(feed.get(format!("{base}/api/v4.1/job/{theirs}")));
+    assert_errors(status, &body, StatusCode::NOT_FOUND);
 
-        let batch = json!({"action": "UPSERT", "entityType": "INVENTORY",
-            "entities": [record("100", "DC1", "S", 1)]});
-        let (status, body) = send(
-            feed.post(format!("{base}/api/v4.1/job/{job}/batch"))
-                .json(&batch),
-        );
-        assert_errors(status, &body, StatusCode::FORBIDDEN);
-        assert!(
-            body["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("BATCH_CREATE"),
-            "{backend:?}: {body}"
-        );
-    }
+    let batch = json!({"action": "UPSERT", "entityType": "INVENTORY",
+        "entities": [record("100", "DC1", "S", 1)]});
+    let (status, body) = send(
+        feed.post(format!("{base}/api/v4.1/job/{job}/batch"))
+            .json(&batch),
+    );
+    assert_errors(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("BATCH_CREATE"),
+        "{backend:?}: {body}"
+    );
 }
 
-#[test]
-fn keys_are_listed_without_secrets_stored_as_hashes_and_revoked_at_once() {
-    for backend in backends() {
-        let app = TestApp::spawn(backend);
-        let key = create_key(&app, "feed", "100", &[]);
-        let feed = client_with_token(&key);
-        let url = app.url("/api/v4.1/inventory");
-        assert_eq!(send(feed.get(&url)).0, StatusCode::OK, "{backend:?}");
+backend_tests!(keys_are_listed_without_secrets_stored_as_hashes_and_revoked_at_once);
+fn keys_are_listed_without_secrets_stored_as_hashes_and_revoked_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let key = create_key(&app, "feed", "100", &[]);
+    let feed = client_with_token(&key);
+    let url = app.url("/api/v4.1/inventory");
+    assert_eq!(send(feed.get(&url)).0, StatusCode::OK, "{backend:?}");
 
-        let (ok, listed, err) = cli(&app, &["api-key", "list"]);
-        assert!(ok, "{backend:?}: {err}");
-        let line = listed.lines().find(|l| l.starts_with("feed ")).unwrap();
-        for shown in ["100", "DEFAULT", "active", "JOB_CREATE", "INVENTORY_VIEW"] {
-            assert!(line.contains(shown), "{backend:?}: {listed}");
-        }
-        let hash = token_hash(&key);
-        let secret = key.strip_prefix("sbk_").unwrap();
-        assert!(
-            !listed.contains(secret) && !listed.contains(&hash),
-            "{backend:?}: {listed}"
-        );
-
-        let stored: Vec<String> = [
-            "name",
-            "key_hash",
-            "retailer_id",
-            "permissions",
-            "default_location",
-        ]
-        .iter()
-        .flat_map(|column| texts(app.db.url(), &format!("SELECT {column} AS t FROM api_keys")))
-        .collect();
-        assert_eq!(stored.len(), 5, "{backend:?}: {stored:?}");
-        assert!(
-            stored.iter().all(|s| !s.contains(secret)),
-            "{backend:?}: the key is stored in plain text"
-        );
-        assert!(stored.contains(&hash), "{backend:?}: kept as its SHA-256");
-
-        let (ok, _, err) = cli(&app, &["api-key", "create", "feed", "--retailer", "100"]);
-        assert!(!ok && err.contains("API key feed already exists"), "{err}");
-
-        // A wrong key, and then a revoked one, answer exactly as a wrong token does.
-        let invalid = unauthorized(&client_with_token("not-a-token"), &url);
-        let wrong = client_with_token(&format!("sbk_{}", "0".repeat(64)));
-        assert_eq!(unauthorized(&wrong, &url), invalid, "{backend:?}");
-        let (ok, out, err) = cli(&app, &["api-key", "revoke", "feed"]);
-        assert!(ok, "{backend:?}: {err}");
-        assert!(out.contains("revoked"), "{out}");
-        assert_eq!(unauthorized(&feed, &url), invalid, "{backend:?}");
-        let (_, listed, _) = cli(&app, &["api-key", "list"]);
-        assert!(
-            listed
-                .lines()
-                .any(|l| l.starts_with("feed ") && l.contains("revoked")),
-            "{backend:?}: {listed}"
-        );
-
-        let (ok, _, err) = cli(&app, &["api-key", "revoke", "nobody"]);
-        assert!(!ok && err.contains("no API key nobody"), "{err}");
+    let (ok, listed, err) = cli(&app, &["api-key", "list"]);
+    assert!(ok, "{backend:?}: {err}");
+    let line = listed.lines().find(|l| l.starts_with("feed ")).unwrap();
+    for shown in ["100", "DEFAULT", "active", "JOB_CREATE", "INVENTORY_VIEW"] {
+        assert!(line.contains(shown), "{backend:?}: {listed}");
     }
+    let hash = token_hash(&key);
+    let secret = key.strip_prefix("sbk_").unwrap();
+    assert!(
+        !listed.contains(secret) && !listed.contains(&hash),
+        "{backend:?}: {listed}"
+    );
+
+    let stored: Vec<String> = [
+        "name",
+        "key_hash",
+        "retailer_id",
+        "permissions",
+        "default_location",
+    ]
+    .iter()
+    .flat_map(|column| texts(app.db.url(), &format!("SELECT {column} AS t FROM api_keys")))
+    .collect();
+    assert_eq!(stored.len(), 5, "{backend:?}: {stored:?}");
+    assert!(
+        stored.iter().all(|s| !s.contains(secret)),
+        "{backend:?}: the key is stored in plain text"
+    );
+    assert!(stored.contains(&hash), "{backend:?}: kept as its SHA-256");
+
+    let (ok, _, err) = cli(&app, &["api-key", "create", "feed", "--retailer", "100"]);
+    assert!(!ok && err.contains("API key feed already exists"), "{err}");
+
+    // A wrong key, and then a revoked one, answer exactly as a wrong token does.
+    let invalid = unauthorized(&client_with_token("not-a-token"), &url);
+    let wrong = client_with_token(&format!("sbk_{}", "0".repeat(64)));
+    assert_eq!(unauthorized(&wrong, &url), invalid, "{backend:?}");
+    let (ok, out, err) = cli(&app, &["api-key", "revoke", "feed"]);
+    assert!(ok, "{backend:?}: {err}");
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(unauthorized(&feed, &url), invalid, "{backend:?}");
+    let (_, listed, _) = cli(&app, &["api-key", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("feed ") && l.contains("revoked")),
+        "{backend:?}: {listed}"
+    );
+
+    let (ok, _, err) = cli(&app, &["api-key", "revoke", "nobody"]);
+    assert!(!ok && err.contains("no API key nobody"), "{err}");
 }
 
 #[test]

@@ -331,96 +331,92 @@ fn a_login_flood_does_not_starve_health_reads_or_the_executor() {
     }
 }
 
-#[test]
-fn every_token_parameter_is_capped_and_nothing_long_is_stored() {
-    for backend in backends() {
-        let app = TestApp::spawn(backend);
-        for (field, value) in [
-            ("username", "u".repeat(3000)),
-            ("username", "\u{1F600}".repeat(256)),
-            ("password", "p".repeat(2000)),
-            ("client_id", "c".repeat(300)),
-            ("client_secret", "s".repeat(2000)),
-            ("scope", "a".repeat(100)),
-            ("grant_type", "g".repeat(100)),
-        ] {
-            let (status, body) = token_request(&app.base, &[(field, &value)]);
-            assert_eq!(
-                status,
-                StatusCode::BAD_REQUEST,
-                "{backend:?} {field}: {body}"
-            );
-            assert_eq!(
-                body["error"], "invalid_request",
-                "{backend:?} {field}: {body}"
-            );
-        }
-        // A 15 MB username never reaches the database: the form body itself is too large.
-        let huge = form(&"u".repeat(15 * 1024 * 1024), CLIENT_ID, CLIENT_SECRET);
-        let response = reqwest::blocking::Client::new()
-            .post(app.url("/oauth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(huge)
-            .send()
-            .unwrap();
-        let (status, body) = read(response);
+backend_tests!(every_token_parameter_is_capped_and_nothing_long_is_stored);
+fn every_token_parameter_is_capped_and_nothing_long_is_stored(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    for (field, value) in [
+        ("username", "u".repeat(3000)),
+        ("username", "\u{1F600}".repeat(256)),
+        ("password", "p".repeat(2000)),
+        ("client_id", "c".repeat(300)),
+        ("client_secret", "s".repeat(2000)),
+        ("scope", "a".repeat(100)),
+        ("grant_type", "g".repeat(100)),
+    ] {
+        let (status, body) = token_request(&app.base, &[(field, &value)]);
         assert_eq!(
-            (status, body["error"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_request")),
-            "{backend:?}: {body}"
-        );
-        // A 255-character username is a normal failed login.
-        let (status, body) = token_request(
-            &app.base,
-            &[("username", &"\u{4E2D}".repeat(255)), ("password", "x")],
+            status,
+            StatusCode::BAD_REQUEST,
+            "{backend:?} {field}: {body}"
         );
         assert_eq!(
-            (status, body["error"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-        );
-        let stored = numbers(
-            app.db.url(),
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM login_failures",
-        );
-        assert_eq!(
-            stored,
-            vec![1],
-            "{backend:?}: only the capped username is counted"
+            body["error"], "invalid_request",
+            "{backend:?} {field}: {body}"
         );
     }
+    // A 15 MB username never reaches the database: the form body itself is too large.
+    let huge = form(&"u".repeat(15 * 1024 * 1024), CLIENT_ID, CLIENT_SECRET);
+    let response = reqwest::blocking::Client::new()
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .unwrap();
+    let (status, body) = read(response);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{backend:?}: {body}"
+    );
+    // A 255-character username is a normal failed login.
+    let (status, body) = token_request(
+        &app.base,
+        &[("username", &"\u{4E2D}".repeat(255)), ("password", "x")],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let stored = numbers(
+        app.db.url(),
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM login_failures",
+    );
+    assert_eq!(
+        stored,
+        vec![1],
+        "{backend:?}: only the capped username is counted"
+    );
 }
 
-#[test]
-fn a_key_too_long_for_the_index_fails_only_its_own_record() {
-    for backend in backends() {
-        let app = TestApp::spawn(backend);
-        let retailer = "\u{4E2D}".repeat(255);
-        let job = app.create_job(json!(retailer));
-        let emoji = "\u{1F600}".repeat(255);
-        let mut records: Vec<Value> = (0..100)
-            .map(|i| record(&retailer, "L", &format!("SKU-{i}"), i))
-            .collect();
-        records.insert(50, record(&retailer, &emoji, &emoji, 1));
-        let batch = app.post_batch(&job, json!(records));
-        let done = app.wait_complete(&job, &batch, 200);
-        let results = done["results"].as_array().unwrap();
-        assert_eq!(results.len(), 101);
-        for (i, result) in results.iter().enumerate() {
-            let expected = if i == 50 { 400 } else { 200 };
-            assert_eq!(
-                result["responseCode"], expected,
-                "{backend:?} record {i}: {result}"
-            );
-        }
-        assert!(
-            results[50]["message"]
-                .as_str()
-                .unwrap()
-                .contains("at most 765 bytes"),
-            "{}",
-            results[50]
+backend_tests!(a_key_too_long_for_the_index_fails_only_its_own_record);
+fn a_key_too_long_for_the_index_fails_only_its_own_record(backend: Backend) {
+    let app = TestApp::spawn(backend);
+    let retailer = "\u{4E2D}".repeat(255);
+    let job = app.create_job(json!(retailer));
+    let emoji = "\u{1F600}".repeat(255);
+    let mut records: Vec<Value> = (0..100)
+        .map(|i| record(&retailer, "L", &format!("SKU-{i}"), i))
+        .collect();
+    records.insert(50, record(&retailer, &emoji, &emoji, 1));
+    let batch = app.post_batch(&job, json!(records));
+    let done = app.wait_complete(&job, &batch, 200);
+    let results = done["results"].as_array().unwrap();
+    assert_eq!(results.len(), 101);
+    for (i, result) in results.iter().enumerate() {
+        let expected = if i == 50 { 400 } else { 200 };
+        assert_eq!(
+            result["responseCode"], expected,
+            "{backend:?} record {i}: {result}"
         );
     }
+    assert!(
+        results[50]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 765 bytes"),
+        "{}",
+        results[50]
+    );
 }
 
 /// A 5000-record batch of about 16.5 MB (each record carries ~3.3 KB of attributes).
@@ -786,64 +782,62 @@ fn a_silent_database_partition_answers_503_in_time_and_recovers_with_nothing_los
     assert_eq!(stock, vec![10 * 10_000 + 7], "the last batch accepted wins");
 }
 
-#[test]
-fn a_record_the_database_refuses_fails_alone() {
-    for backend in backends() {
-        let db = TestDb::new(backend);
-        let service = Service::start(
-            "refusing",
-            db.url(),
-            "all",
-            &[("STOCKBATCH_FAULT_REFUSED_SKU", "POISON")],
-        );
-        let base = service.base();
-        let api = client_with_token(&login(&base, ADMIN, ADMIN_PASSWORD));
-        let (_, job) = read(
-            api.post(format!("{base}/api/v4.1/job"))
-                .json(&json!({"name": "refused", "retailerId": "1"}))
+backend_tests!(a_record_the_database_refuses_fails_alone);
+fn a_record_the_database_refuses_fails_alone(backend: Backend) {
+    let db = TestDb::new(backend);
+    let service = Service::start(
+        "refusing",
+        db.url(),
+        "all",
+        &[("STOCKBATCH_FAULT_REFUSED_SKU", "POISON")],
+    );
+    let base = service.base();
+    let api = client_with_token(&login(&base, ADMIN, ADMIN_PASSWORD));
+    let (_, job) = read(
+        api.post(format!("{base}/api/v4.1/job"))
+            .json(&json!({"name": "refused", "retailerId": "1"}))
+            .send()
+            .unwrap(),
+    );
+    let job = job["id"].as_str().unwrap().to_owned();
+    let mut records: Vec<Value> = (0..100)
+        .map(|i| record("1", "L", &format!("SKU-{i}"), i))
+        .collect();
+    records.insert(50, record("1", "L", "POISON", 1));
+    let (status, batch) = read(
+        api.post(format!("{base}/api/v4.1/job/{job}/batch"))
+            .json(&json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": records}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let batch = batch["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, b) = read(
+            api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=200"))
                 .send()
                 .unwrap(),
         );
-        let job = job["id"].as_str().unwrap().to_owned();
-        let mut records: Vec<Value> = (0..100)
-            .map(|i| record("1", "L", &format!("SKU-{i}"), i))
-            .collect();
-        records.insert(50, record("1", "L", "POISON", 1));
-        let (status, batch) = read(
-            api.post(format!("{base}/api/v4.1/job/{job}/batch"))
-                .json(&json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": records}))
-                .send()
-                .unwrap(),
-        );
-        assert_eq!(status, StatusCode::OK, "{batch}");
-        let batch = batch["id"].as_str().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let done = loop {
-            let (_, b) = read(
-                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=200"))
-                    .send()
-                    .unwrap(),
-            );
-            if b["status"] == "COMPLETE" {
-                break b;
-            }
-            assert!(Instant::now() < deadline, "{backend:?}: not done");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let results = done["results"].as_array().unwrap();
-        assert_eq!(results.len(), 101);
-        for (i, r) in results.iter().enumerate() {
-            let expected = if i == 50 { 400 } else { 200 };
-            assert_eq!(r["responseCode"], expected, "{backend:?} {i}: {r}");
+        if b["status"] == "COMPLETE" {
+            break b;
         }
-        assert!(results[50]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("the database cannot store this record"));
-        assert_eq!(
-            numbers(db.url(), "SELECT COUNT(*) AS n FROM inventory_movements"),
-            vec![100],
-            "{backend:?}: the refused record moved nothing"
-        );
+        assert!(Instant::now() < deadline, "{backend:?}: not done");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let results = done["results"].as_array().unwrap();
+    assert_eq!(results.len(), 101);
+    for (i, r) in results.iter().enumerate() {
+        let expected = if i == 50 { 400 } else { 200 };
+        assert_eq!(r["responseCode"], expected, "{backend:?} {i}: {r}");
     }
+    assert!(results[50]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("the database cannot store this record"));
+    assert_eq!(
+        numbers(db.url(), "SELECT COUNT(*) AS n FROM inventory_movements"),
+        vec![100],
+        "{backend:?}: the refused record moved nothing"
+    );
 }

@@ -31,97 +31,95 @@ fn scrape(client: &reqwest::blocking::Client, url: &str) -> (StatusCode, String)
     (status, response.text().unwrap())
 }
 
-#[test]
-fn metrics_take_the_scrape_token_or_an_administrator_and_count_the_work() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(TestDb::new(backend), |c| {
-            c.metrics.token = Some(TOKEN.to_owned());
-        });
-        let url = app.url("/metrics");
-        let (status, body) = scrape(&app.anonymous(), &url);
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        let (status, _) = scrape(&client_with_token("wrong-token"), &url);
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        app.create_user("shop", Some("7"), &Permission::ALL);
-        let (status, body) = scrape(&app.client_as("shop"), &url);
-        assert_eq!(status, StatusCode::FORBIDDEN, "a retailer's user: {body}");
+backend_tests!(metrics_take_the_scrape_token_or_an_administrator_and_count_the_work);
+fn metrics_take_the_scrape_token_or_an_administrator_and_count_the_work(backend: Backend) {
+    let app = TestApp::spawn_with(TestDb::new(backend), |c| {
+        c.metrics.token = Some(TOKEN.to_owned());
+    });
+    let url = app.url("/metrics");
+    let (status, body) = scrape(&app.anonymous(), &url);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = scrape(&client_with_token("wrong-token"), &url);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.create_user("shop", Some("7"), &Permission::ALL);
+    let (status, body) = scrape(&app.client_as("shop"), &url);
+    assert_eq!(status, StatusCode::FORBIDDEN, "a retailer's user: {body}");
 
-        let job = app.create_job(json!("7"));
-        let first = app.post_batch(
-            &job,
-            json!([record("7", "L", "A", 1), record("7", "L", "B", 2)]),
-        );
-        app.wait_complete(&job, &first, 2);
-        // The same again: Batch Pre-Processing finds both unchanged.
-        let again = app.post_batch(
-            &job,
-            json!([record("7", "L", "A", 1), record("7", "L", "B", 2)]),
-        );
-        app.wait_complete(&job, &again, 2);
+    let job = app.create_job(json!("7"));
+    let first = app.post_batch(
+        &job,
+        json!([record("7", "L", "A", 1), record("7", "L", "B", 2)]),
+    );
+    app.wait_complete(&job, &first, 2);
+    // The same again: Batch Pre-Processing finds both unchanged.
+    let again = app.post_batch(
+        &job,
+        json!([record("7", "L", "A", 1), record("7", "L", "B", 2)]),
+    );
+    app.wait_complete(&job, &again, 2);
 
-        let (status, body) = scrape(&client_with_token(TOKEN), &url);
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(body.ends_with("# EOF\n"), "OpenMetrics text");
-        let labels = r#"{retailer="7",api="fluent"}"#;
-        assert!(
-            sample(
-                &body,
-                &format!("stockbatch_batches_completed_total{labels}")
-            ) >= Some(2.0),
-            "{body}"
-        );
-        assert!(sample(&body, &format!("stockbatch_records_applied_total{labels}")) >= Some(4.0));
-        assert!(
-            sample(&body, r#"bpp_records_processed_total{retailer="7"}"#) >= Some(4.0),
-            "{body}"
-        );
-        assert!(
-            sample(&body, r#"bpp_records_unchanged_total{retailer="7"}"#) >= Some(2.0),
-            "{body}"
-        );
-        assert!(sample(&body, r#"stockbatch_executor_events_total{event="claim"}"#) >= Some(2.0));
-        assert!(sample(&body, "stockbatch_batch_apply_duration_seconds_count") >= Some(2.0));
-        assert!(sample(&body, "stockbatch_batch_latency_seconds_count") >= Some(2.0));
-        assert_eq!(
-            sample(&body, r#"stockbatch_queue_batches{status="PENDING"}"#),
-            Some(0.0)
-        );
-        assert_eq!(
-            sample(&body, "stockbatch_queue_oldest_pending_seconds"),
-            Some(0.0)
-        );
-        assert!(
-            sample(&body, "stockbatch_executors_alive") >= Some(1.0),
-            "{body}"
-        );
-        assert!(
-            sample(
-                &body,
-                r#"stockbatch_http_requests_total{route="/api/v4.1/job/{jobId}/batch",method="POST",status="200"}"#
-            ) >= Some(2.0),
-            "requests are counted by route template: {body}"
-        );
-        assert!(
-            sample(
-                &body,
-                r#"stockbatch_http_requests_total{route="/metrics",method="GET",status="401"}"#
-            ) >= Some(2.0)
-        );
-        assert!(sample(
+    let (status, body) = scrape(&client_with_token(TOKEN), &url);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics text");
+    let labels = r#"{retailer="7",api="fluent"}"#;
+    assert!(
+        sample(
             &body,
-            r#"stockbatch_db_connections{pool="api",state="idle"}"#
-        )
-        .is_some());
-        assert!(sample(
+            &format!("stockbatch_batches_completed_total{labels}")
+        ) >= Some(2.0),
+        "{body}"
+    );
+    assert!(sample(&body, &format!("stockbatch_records_applied_total{labels}")) >= Some(4.0));
+    assert!(
+        sample(&body, r#"bpp_records_processed_total{retailer="7"}"#) >= Some(4.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, r#"bpp_records_unchanged_total{retailer="7"}"#) >= Some(2.0),
+        "{body}"
+    );
+    assert!(sample(&body, r#"stockbatch_executor_events_total{event="claim"}"#) >= Some(2.0));
+    assert!(sample(&body, "stockbatch_batch_apply_duration_seconds_count") >= Some(2.0));
+    assert!(sample(&body, "stockbatch_batch_latency_seconds_count") >= Some(2.0));
+    assert_eq!(
+        sample(&body, r#"stockbatch_queue_batches{status="PENDING"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&body, "stockbatch_queue_oldest_pending_seconds"),
+        Some(0.0)
+    );
+    assert!(
+        sample(&body, "stockbatch_executors_alive") >= Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(
             &body,
-            r#"stockbatch_db_connections{pool="executor",state="in_use"}"#
-        )
-        .is_some());
+            r#"stockbatch_http_requests_total{route="/api/v4.1/job/{jobId}/batch",method="POST",status="200"}"#
+        ) >= Some(2.0),
+        "requests are counted by route template: {body}"
+    );
+    assert!(
+        sample(
+            &body,
+            r#"stockbatch_http_requests_total{route="/metrics",method="GET",status="401"}"#
+        ) >= Some(2.0)
+    );
+    assert!(sample(
+        &body,
+        r#"stockbatch_db_connections{pool="api",state="idle"}"#
+    )
+    .is_some());
+    assert!(sample(
+        &body,
+        r#"stockbatch_db_connections{pool="executor",state="in_use"}"#
+    )
+    .is_some());
 
-        // An administrator's own token works too.
-        let (status, _) = scrape(&app.client, &url);
-        assert_eq!(status, StatusCode::OK);
-    }
+    // An administrator's own token works too.
+    let (status, _) = scrape(&app.client, &url);
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[test]

@@ -117,125 +117,122 @@ fn wait_deliveries(
     }
 }
 
-#[test]
-fn signed_fluent_shaped_events_for_both_apis_with_what_each_batch_changed() {
-    for backend in backends() {
-        let app = spawn(TestDb::new(backend), |_| {});
-        let receiver = Receiver::start();
-        let (webhook, secret) = subscribe(
-            &app,
-            &receiver.url(),
-            &["BATCH_CREATE", "BATCH_COMPLETE", "INVENTORY_CHANGED"],
-            Some("7"),
-        );
-        let other = Receiver::start();
-        subscribe(&app, &other.url(), &["*"], Some("8"));
+backend_tests!(signed_fluent_shaped_events_for_both_apis_with_what_each_batch_changed);
+fn signed_fluent_shaped_events_for_both_apis_with_what_each_batch_changed(backend: Backend) {
+    let app = spawn(TestDb::new(backend), |_| {});
+    let receiver = Receiver::start();
+    let (webhook, secret) = subscribe(
+        &app,
+        &receiver.url(),
+        &["BATCH_CREATE", "BATCH_COMPLETE", "INVENTORY_CHANGED"],
+        Some("7"),
+    );
+    let other = Receiver::start();
+    subscribe(&app, &other.url(), &["*"], Some("8"));
 
-        let job = app.create_job(json!("7"));
-        let first = app.post_batch(
-            &job,
-            json!([
-                record("7", "L1", "A", 5),
-                record("7", "L1", "B", 9),
-                record("7", "L1", "A", 6)
-            ]),
-        );
-        app.wait_complete(&job, &first, 10);
-        // The same quantities again: Batch Pre-Processing leaves them, so nothing changes.
-        let second = app.post_batch(
-            &job,
-            json!([record("7", "L1", "A", 6), record("7", "L1", "B", 9)]),
-        );
-        app.wait_complete(&job, &second, 10);
-        let shop = app.api_key_client("7", "L1");
-        let view = stateset(
-            &app,
-            &shop,
-            json!({"operation": "adjust", "items": [
-                {"sku": "B", "data": {"adjustment_type": "relative", "quantity": -4}},
-                {"sku": "C", "data": {"adjustment_type": "relative", "quantity": -1}}]}),
-        );
-        let stateset_id = view["batch_id"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("batch_")
-            .to_owned();
+    let job = app.create_job(json!("7"));
+    let first = app.post_batch(
+        &job,
+        json!([
+            record("7", "L1", "A", 5),
+            record("7", "L1", "B", 9),
+            record("7", "L1", "A", 6)
+        ]),
+    );
+    app.wait_complete(&job, &first, 10);
+    // The same quantities again: Batch Pre-Processing leaves them, so nothing changes.
+    let second = app.post_batch(
+        &job,
+        json!([record("7", "L1", "A", 6), record("7", "L1", "B", 9)]),
+    );
+    app.wait_complete(&job, &second, 10);
+    let shop = app.api_key_client("7", "L1");
+    let view = stateset(
+        &app,
+        &shop,
+        json!({"operation": "adjust", "items": [
+            {"sku": "B", "data": {"adjustment_type": "relative", "quantity": -4}},
+            {"sku": "C", "data": {"adjustment_type": "relative", "quantity": -1}}]}),
+    );
+    let stateset_id = view["batch_id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("batch_")
+        .to_owned();
 
-        let got = receiver.wait_until(WAIT, "3 creates, 3 completes, 2 changes", |got| {
-            named(got, "BATCH_CREATE").len() == 3
-                && named(got, "BATCH_COMPLETE").len() == 3
-                && named(got, "INVENTORY_CHANGED").len() == 2
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        let got_all = receiver.received();
-        assert_eq!(got_all.len(), 8, "{backend:?}: nothing more, nothing twice");
-        let ids: HashSet<String> = event_ids(&got_all).into_iter().collect();
-        assert_eq!(ids.len(), 8, "{backend:?}: each event has its own id");
-        for received in &got {
-            assert_signed(received, &secret);
-        }
-
-        let complete: Vec<Value> = named(&got, "BATCH_COMPLETE")
-            .iter()
-            .map(|r| r.json())
-            .collect();
-        let fluent = complete.iter().find(|e| e["entityId"] == first).unwrap();
-        assert_eq!(fluent["name"], "BATCH_COMPLETE");
-        assert_eq!(fluent["retailerId"], "7");
-        assert_eq!(fluent["entityType"], "BATCH");
-        assert_eq!(fluent["rootEntityType"], "JOB");
-        assert_eq!(fluent["rootEntityId"], job);
-        assert_eq!(fluent["attributes"]["status"], "COMPLETE");
-        assert_eq!(fluent["attributes"]["totalEntities"], 3);
-        assert_eq!(fluent["attributes"]["appliedEntities"], 3);
-        let ss = complete
-            .iter()
-            .find(|e| e["entityId"] == stateset_id)
-            .unwrap();
-        assert_eq!(ss["entityRef"], format!("batch_{stateset_id}"));
-        assert_eq!(ss["rootEntityType"], Value::Null);
-        assert_eq!(ss["attributes"]["api"], "stateset");
-        assert_eq!(ss["attributes"]["rejectedEntities"], 1, "C has no stock");
-
-        let changes: HashMap<String, Value> = named(&got, "INVENTORY_CHANGED")
-            .iter()
-            .map(|r| {
-                let e = r.json();
-                (
-                    e["entityId"].as_str().unwrap().to_owned(),
-                    e["attributes"].clone(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            changes[&first]["positions"],
-            json!([
-                {"locationRef": "L1", "skuRef": "A", "previousQty": 0, "qty": 6},
-                {"locationRef": "L1", "skuRef": "B", "previousQty": 0, "qty": 9}]),
-            "{backend:?}: one entry per position, first before to last after"
-        );
-        assert!(
-            !changes.contains_key(&second),
-            "{backend:?}: an unchanged batch changes nothing"
-        );
-        assert_eq!(
-            changes[&stateset_id]["positions"],
-            json!([{"locationRef": "L1", "skuRef": "B", "previousQty": 9, "qty": 5}])
-        );
-        assert!(
-            other.received().is_empty(),
-            "{backend:?}: retailer 8 hears nothing of 7"
-        );
-
-        let rows = deliveries(&app, &webhook);
-        assert_eq!(rows.len(), 8);
-        assert!(
-            rows.iter().all(|d| d["status"] == "delivered"
-                && d["attempts"] == 1
-                && d["lastStatus"] == 200),
-            "{rows:?}"
-        );
+    let got = receiver.wait_until(WAIT, "3 creates, 3 completes, 2 changes", |got| {
+        named(got, "BATCH_CREATE").len() == 3
+            && named(got, "BATCH_COMPLETE").len() == 3
+            && named(got, "INVENTORY_CHANGED").len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got_all = receiver.received();
+    assert_eq!(got_all.len(), 8, "{backend:?}: nothing more, nothing twice");
+    let ids: HashSet<String> = event_ids(&got_all).into_iter().collect();
+    assert_eq!(ids.len(), 8, "{backend:?}: each event has its own id");
+    for received in &got {
+        assert_signed(received, &secret);
     }
+
+    let complete: Vec<Value> = named(&got, "BATCH_COMPLETE")
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    let fluent = complete.iter().find(|e| e["entityId"] == first).unwrap();
+    assert_eq!(fluent["name"], "BATCH_COMPLETE");
+    assert_eq!(fluent["retailerId"], "7");
+    assert_eq!(fluent["entityType"], "BATCH");
+    assert_eq!(fluent["rootEntityType"], "JOB");
+    assert_eq!(fluent["rootEntityId"], job);
+    assert_eq!(fluent["attributes"]["status"], "COMPLETE");
+    assert_eq!(fluent["attributes"]["totalEntities"], 3);
+    assert_eq!(fluent["attributes"]["appliedEntities"], 3);
+    let ss = complete
+        .iter()
+        .find(|e| e["entityId"] == stateset_id)
+        .unwrap();
+    assert_eq!(ss["entityRef"], format!("batch_{stateset_id}"));
+    assert_eq!(ss["rootEntityType"], Value::Null);
+    assert_eq!(ss["attributes"]["api"], "stateset");
+    assert_eq!(ss["attributes"]["rejectedEntities"], 1, "C has no stock");
+
+    let changes: HashMap<String, Value> = named(&got, "INVENTORY_CHANGED")
+        .iter()
+        .map(|r| {
+            let e = r.json();
+            (
+                e["entityId"].as_str().unwrap().to_owned(),
+                e["attributes"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes[&first]["positions"],
+        json!([
+            {"locationRef": "L1", "skuRef": "A", "previousQty": 0, "qty": 6},
+            {"locationRef": "L1", "skuRef": "B", "previousQty": 0, "qty": 9}]),
+        "{backend:?}: one entry per position, first before to last after"
+    );
+    assert!(
+        !changes.contains_key(&second),
+        "{backend:?}: an unchanged batch changes nothing"
+    );
+    assert_eq!(
+        changes[&stateset_id]["positions"],
+        json!([{"locationRef": "L1", "skuRef": "B", "previousQty": 9, "qty": 5}])
+    );
+    assert!(
+        other.received().is_empty(),
+        "{backend:?}: retailer 8 hears nothing of 7"
+    );
+
+    let rows = deliveries(&app, &webhook);
+    assert_eq!(rows.len(), 8);
+    assert!(
+        rows.iter()
+            .all(|d| d["status"] == "delivered" && d["attempts"] == 1 && d["lastStatus"] == 200),
+        "{rows:?}"
+    );
 }
 
 #[test]
@@ -648,112 +645,110 @@ fn two_dispatcher_nodes_on_postgresql_send_each_event_once() {
     assert_eq!(sent_by, vec![80]);
 }
 
-#[test]
-fn batch_emails_summarise_the_batch_and_say_why_when_none_can_be_sent() {
-    for backend in backends() {
-        // No relay: accepted all the same, and the batch says the email was not sent.
-        let app = spawn(TestDb::new(backend), |_| {});
-        let shop = app.api_key_client("7", "L");
-        let view = stateset(
-            &app,
-            &shop,
-            json!({"operation": "adjust",
-            "options": {"notification_email": "ops@example.com"},
-            "items": [{"sku": "A", "data": {"adjustment_type": "absolute", "quantity": 2}}]}),
-        );
-        assert_eq!(view["notification"]["email"], "ops@example.com", "{view}");
-        assert_eq!(
-            view["notification"]["status"], "not_sent: no SMTP relay configured",
-            "{backend:?}"
-        );
-        drop(app);
+backend_tests!(batch_emails_summarise_the_batch_and_say_why_when_none_can_be_sent);
+fn batch_emails_summarise_the_batch_and_say_why_when_none_can_be_sent(backend: Backend) {
+    // No relay: accepted all the same, and the batch says the email was not sent.
+    let app = spawn(TestDb::new(backend), |_| {});
+    let shop = app.api_key_client("7", "L");
+    let view = stateset(
+        &app,
+        &shop,
+        json!({"operation": "adjust",
+        "options": {"notification_email": "ops@example.com"},
+        "items": [{"sku": "A", "data": {"adjustment_type": "absolute", "quantity": 2}}]}),
+    );
+    assert_eq!(view["notification"]["email"], "ops@example.com", "{view}");
+    assert_eq!(
+        view["notification"]["status"], "not_sent: no SMTP relay configured",
+        "{backend:?}"
+    );
+    drop(app);
 
-        let sink = SmtpSink::start();
-        let app = spawn(TestDb::new(backend), |c| {
-            c.notify.smtp = Some(SmtpRelay {
-                url: sink.url(),
-                from: "stockbatch <feeds@example.com>".to_owned(),
-            });
+    let sink = SmtpSink::start();
+    let app = spawn(TestDb::new(backend), |c| {
+        c.notify.smtp = Some(SmtpRelay {
+            url: sink.url(),
+            from: "stockbatch <feeds@example.com>".to_owned(),
         });
-        let shop = app.api_key_client("7", "L");
-        let view = stateset(
-            &app,
-            &shop,
-            json!({"operation": "adjust",
-            "options": {"notification_email": "ops@example.com", "continue_on_error": true},
-            "items": [
-                {"sku": "A", "data": {"adjustment_type": "absolute", "quantity": 10}},
-                {"sku": "B", "data": {"adjustment_type": "relative", "quantity": -3}},
-                {"sku": "A", "data": {"adjustment_type": "relative", "quantity": -4}}]}),
+    });
+    let shop = app.api_key_client("7", "L");
+    let view = stateset(
+        &app,
+        &shop,
+        json!({"operation": "adjust",
+        "options": {"notification_email": "ops@example.com", "continue_on_error": true},
+        "items": [
+            {"sku": "A", "data": {"adjustment_type": "absolute", "quantity": 10}},
+            {"sku": "B", "data": {"adjustment_type": "relative", "quantity": -3}},
+            {"sku": "A", "data": {"adjustment_type": "relative", "quantity": -4}}]}),
+    );
+    let id = view["batch_id"].as_str().unwrap().to_owned();
+    let mail = unfolded(&sink.wait_for(1, WAIT)[0]);
+    assert!(mail.contains("To: ops@example.com"), "{mail}");
+    assert!(
+        mail.contains("From: stockbatch <feeds@example.com>"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(&format!(
+            "Subject: stockbatch: batch {id} completed with failures: 2 of 3 applied, 1 not"
+        )),
+        "{mail}"
+    );
+    assert!(mail.contains("Items:       3"), "{mail}");
+    assert!(mail.contains("Not applied: 1"), "{mail}");
+    assert!(
+        mail.contains("#1 B: 422"),
+        "the failed item and its message: {mail}"
+    );
+    assert!(
+        mail.contains(&format!("GET /api/v1/inventory/batch/{id}")),
+        "{mail}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, view) = read(
+            shop.get(app.url(&format!("{STATESET}/{id}")))
+                .send()
+                .unwrap(),
         );
-        let id = view["batch_id"].as_str().unwrap().to_owned();
-        let mail = unfolded(&sink.wait_for(1, WAIT)[0]);
-        assert!(mail.contains("To: ops@example.com"), "{mail}");
-        assert!(
-            mail.contains("From: stockbatch <feeds@example.com>"),
-            "{mail}"
-        );
-        assert!(
-            mail.contains(&format!(
-                "Subject: stockbatch: batch {id} completed with failures: 2 of 3 applied, 1 not"
-            )),
-            "{mail}"
-        );
-        assert!(mail.contains("Items:       3"), "{mail}");
-        assert!(mail.contains("Not applied: 1"), "{mail}");
-        assert!(
-            mail.contains("#1 B: 422"),
-            "the failed item and its message: {mail}"
-        );
-        assert!(
-            mail.contains(&format!("GET /api/v1/inventory/batch/{id}")),
-            "{mail}"
-        );
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let (_, view) = read(
-                shop.get(app.url(&format!("{STATESET}/{id}")))
-                    .send()
-                    .unwrap(),
-            );
-            if view["notification"]["status"] == "sent" {
-                assert!(view["notification"]["sentOn"].is_string());
-                break;
-            }
-            assert!(Instant::now() < deadline, "{view}");
-            std::thread::sleep(Duration::from_millis(50));
+        if view["notification"]["status"] == "sent" {
+            assert!(view["notification"]["sentOn"].is_string());
+            break;
         }
-
-        // A Fluent job's meta.notify: an email per batch, pointing at its results.
-        let (status, job) = app.post(
-            "/api/v4.1/job",
-            &json!({"name": "j", "retailerId": "7", "meta": {"notify": "feeds@example.com"}}),
-        );
-        assert_eq!(status, StatusCode::OK, "{job}");
-        let job = job["id"].as_str().unwrap();
-        let batch = app.post_batch(job, json!([record("7", "L", "F", 1)]));
-        app.wait_complete(job, &batch, 1);
-        let mails: Vec<String> = sink.wait_for(2, WAIT).iter().map(|m| unfolded(m)).collect();
-        assert!(mails[1].contains("To: feeds@example.com"), "{}", mails[1]);
-        assert!(
-            mails[1].contains(&format!(
-                "Fluent batch {batch} of job {job} for retailer 7 completed."
-            )),
-            "{}",
-            mails[1]
-        );
-        assert!(mails[1].contains(&format!(
-            "GET /api/v4.1/job/{job}/batch/{batch}/results?failed=true"
-        )));
-        let (status, err) = app.post(
-            "/api/v4.1/job",
-            &json!({"name": "j", "retailerId": "7", "meta": {"notify": "nobody"}}),
-        );
-        assert_errors(status, &err, StatusCode::BAD_REQUEST);
-        assert!(err
-            .to_string()
-            .contains("'meta.notify' must be an email address"));
+        assert!(Instant::now() < deadline, "{view}");
+        std::thread::sleep(Duration::from_millis(50));
     }
+
+    // A Fluent job's meta.notify: an email per batch, pointing at its results.
+    let (status, job) = app.post(
+        "/api/v4.1/job",
+        &json!({"name": "j", "retailerId": "7", "meta": {"notify": "feeds@example.com"}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{job}");
+    let job = job["id"].as_str().unwrap();
+    let batch = app.post_batch(job, json!([record("7", "L", "F", 1)]));
+    app.wait_complete(job, &batch, 1);
+    let mails: Vec<String> = sink.wait_for(2, WAIT).iter().map(|m| unfolded(m)).collect();
+    assert!(mails[1].contains("To: feeds@example.com"), "{}", mails[1]);
+    assert!(
+        mails[1].contains(&format!(
+            "Fluent batch {batch} of job {job} for retailer 7 completed."
+        )),
+        "{}",
+        mails[1]
+    );
+    assert!(mails[1].contains(&format!(
+        "GET /api/v4.1/job/{job}/batch/{batch}/results?failed=true"
+    )));
+    let (status, err) = app.post(
+        "/api/v4.1/job",
+        &json!({"name": "j", "retailerId": "7", "meta": {"notify": "nobody"}}),
+    );
+    assert_errors(status, &err, StatusCode::BAD_REQUEST);
+    assert!(err
+        .to_string()
+        .contains("'meta.notify' must be an email address"));
 }
 
 /// A message with its long header lines unfolded.

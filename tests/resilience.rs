@@ -118,171 +118,158 @@ fn positions(base: &str, retailer: &str) -> HashMap<String, i64> {
         .collect()
 }
 
-fn postgres_only(test: &str) -> Option<TestDb> {
-    if backends().contains(&Backend::Postgres) {
-        Some(TestDb::new(Backend::Postgres))
-    } else {
-        eprintln!("SKIPPED {test}: it needs PostgreSQL");
-        None
+backend_tests!(an_executor_killed_mid_batch_loses_and_repeats_nothing);
+fn an_executor_killed_mid_batch_loses_and_repeats_nothing(backend: Backend) {
+    let db = TestDb::new(backend);
+    let api = Service::start("api", db.url(), "api", &[]);
+    let base = api.base();
+    let job = create_job(&base, "7");
+    let batches: Vec<String> = (0..3)
+        .map(|b| {
+            let records: Vec<Value> = (0..5000)
+                .map(|i| record("7", "L", &format!("SKU-{i}"), b * 10_000 + i))
+                .collect();
+            post_batch(&base, &job, &records)
+        })
+        .collect();
+
+    // One batch at a time, so exactly one batch is mid-apply when the executor dies.
+    let slow = [
+        ("STOCKBATCH_FAULT_APPLY_DELAY_MS", "4000"),
+        ("STOCKBATCH_LEASE_SECS", "2"),
+        ("STOCKBATCH_EXECUTOR_WORKERS", "1"),
+    ];
+    let mut doomed = Service::start("executor-1", db.url(), "executor", &slow);
+    wait_for_status(&base, &job, &batches[0], "RUNNING", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    doomed.kill9();
+    assert_eq!(
+        get_batch(&base, &job, &batches[0])["status"],
+        "RUNNING",
+        "{backend:?}: killed mid-batch"
+    );
+
+    let _fresh = Service::start(
+        "executor-2",
+        db.url(),
+        "executor",
+        &[("STOCKBATCH_LEASE_SECS", "2")],
+    );
+    for batch in &batches {
+        let done = wait_for_status(&base, &job, batch, "COMPLETE", Duration::from_secs(60));
+        assert_all_results(&done, 5000, 200);
     }
+    let stock = positions(&base, "7");
+    assert_eq!(stock.len(), 5000, "{backend:?}");
+    assert!(
+        (0..5000).all(|i| stock[&format!("SKU-{i}")] == 20_000 + i),
+        "{backend:?}: last batch wins"
+    );
+    let per_batch = numbers(
+        db.url(),
+        "SELECT COUNT(*) AS n FROM batch_results GROUP BY batch_id ORDER BY batch_id",
+    );
+    assert_eq!(
+        per_batch,
+        vec![5000, 5000, 5000],
+        "{backend:?}: exactly one result per record"
+    );
+    let attempts = numbers(
+        db.url(),
+        "SELECT CAST(attempts AS BIGINT) AS n FROM batches ORDER BY id",
+    );
+    assert_eq!(
+        attempts,
+        vec![2, 1, 1],
+        "{backend:?}: the killed batch ran again, once"
+    );
+}
+
+backend_tests!(a_panicking_batch_completes_with_500s_and_the_executor_goes_on);
+fn a_panicking_batch_completes_with_500s_and_the_executor_goes_on(backend: Backend) {
+    let db = TestDb::new(backend);
+    let env = [
+        ("STOCKBATCH_FAULT_PANIC_SKU", "BOOM"),
+        ("STOCKBATCH_MAX_ATTEMPTS", "2"),
+    ];
+    let service = Service::start("service", db.url(), "all", &env);
+    let base = service.base();
+    let job = create_job(&base, "5");
+    let bad = post_batch(
+        &base,
+        &job,
+        &[record("5", "L", "OK-1", 1), record("5", "L", "BOOM", 2)],
+    );
+    let good = post_batch(&base, &job, &[record("5", "L", "OK-2", 3)]);
+
+    let failed = wait_for_status(&base, &job, &bad, "COMPLETE", Duration::from_secs(30));
+    assert_all_results(&failed, 2, 500);
+    assert!(
+        failed["results"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not applied"),
+        "{failed}"
+    );
+    let done = wait_for_status(&base, &job, &good, "COMPLETE", Duration::from_secs(30));
+    assert_all_results(&done, 1, 200);
+
+    let stock = positions(&base, "5");
+    assert_eq!(stock.get("OK-2"), Some(&3), "{backend:?}");
+    assert!(
+        !stock.contains_key("OK-1"),
+        "{backend:?}: nothing of the failed batch applied"
+    );
+    let attempts = numbers(
+        db.url(),
+        "SELECT CAST(attempts AS BIGINT) AS n FROM batches ORDER BY id",
+    );
+    assert_eq!(attempts, vec![2, 1], "{backend:?}");
+}
+
+backend_tests!(sigterm_during_a_batch_exits_cleanly_and_strands_nothing);
+fn sigterm_during_a_batch_exits_cleanly_and_strands_nothing(backend: Backend) {
+    let db = TestDb::new(backend);
+    let mut service = Service::start(
+        "service",
+        db.url(),
+        "all",
+        &[("STOCKBATCH_FAULT_APPLY_DELAY_MS", "1500")],
+    );
+    let base = service.base();
+    let job = create_job(&base, "3");
+    let records: Vec<Value> = (0..1000)
+        .map(|i| record("3", "L", &format!("S{i}"), i))
+        .collect();
+    let batch = post_batch(&base, &job, &records);
+    wait_for_status(&base, &job, &batch, "RUNNING", Duration::from_secs(20));
+
+    let status = service.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{backend:?}: exit status {status:?}");
+    let state = numbers(
+        db.url(),
+        "SELECT CAST(CASE status WHEN 'COMPLETE' THEN 1 WHEN 'PENDING' THEN 0 ELSE -1 END AS BIGINT) AS n \
+         FROM batches",
+    );
+    assert!(
+        state == vec![1] || state == vec![0],
+        "{backend:?}: COMPLETE or back in the queue, got {state:?}"
+    );
+    let results = numbers(db.url(), "SELECT COUNT(*) AS n FROM batch_results");
+    assert_eq!(
+        results,
+        vec![if state == vec![1] { 1000 } else { 0 }],
+        "{backend:?}"
+    );
 }
 
 #[test]
-fn an_executor_killed_mid_batch_loses_and_repeats_nothing() {
-    for backend in backends() {
-        let db = TestDb::new(backend);
-        let api = Service::start("api", db.url(), "api", &[]);
-        let base = api.base();
-        let job = create_job(&base, "7");
-        let batches: Vec<String> = (0..3)
-            .map(|b| {
-                let records: Vec<Value> = (0..5000)
-                    .map(|i| record("7", "L", &format!("SKU-{i}"), b * 10_000 + i))
-                    .collect();
-                post_batch(&base, &job, &records)
-            })
-            .collect();
-
-        // One batch at a time, so exactly one batch is mid-apply when the executor dies.
-        let slow = [
-            ("STOCKBATCH_FAULT_APPLY_DELAY_MS", "4000"),
-            ("STOCKBATCH_LEASE_SECS", "2"),
-            ("STOCKBATCH_EXECUTOR_WORKERS", "1"),
-        ];
-        let mut doomed = Service::start("executor-1", db.url(), "executor", &slow);
-        wait_for_status(&base, &job, &batches[0], "RUNNING", Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(500));
-        doomed.kill9();
-        assert_eq!(
-            get_batch(&base, &job, &batches[0])["status"],
-            "RUNNING",
-            "{backend:?}: killed mid-batch"
-        );
-
-        let _fresh = Service::start(
-            "executor-2",
-            db.url(),
-            "executor",
-            &[("STOCKBATCH_LEASE_SECS", "2")],
-        );
-        for batch in &batches {
-            let done = wait_for_status(&base, &job, batch, "COMPLETE", Duration::from_secs(60));
-            assert_all_results(&done, 5000, 200);
-        }
-        let stock = positions(&base, "7");
-        assert_eq!(stock.len(), 5000, "{backend:?}");
-        assert!(
-            (0..5000).all(|i| stock[&format!("SKU-{i}")] == 20_000 + i),
-            "{backend:?}: last batch wins"
-        );
-        let per_batch = numbers(
-            db.url(),
-            "SELECT COUNT(*) AS n FROM batch_results GROUP BY batch_id ORDER BY batch_id",
-        );
-        assert_eq!(
-            per_batch,
-            vec![5000, 5000, 5000],
-            "{backend:?}: exactly one result per record"
-        );
-        let attempts = numbers(
-            db.url(),
-            "SELECT CAST(attempts AS BIGINT) AS n FROM batches ORDER BY id",
-        );
-        assert_eq!(
-            attempts,
-            vec![2, 1, 1],
-            "{backend:?}: the killed batch ran again, once"
-        );
-    }
-}
-
-#[test]
-fn a_panicking_batch_completes_with_500s_and_the_executor_goes_on() {
-    for backend in backends() {
-        let db = TestDb::new(backend);
-        let env = [
-            ("STOCKBATCH_FAULT_PANIC_SKU", "BOOM"),
-            ("STOCKBATCH_MAX_ATTEMPTS", "2"),
-        ];
-        let service = Service::start("service", db.url(), "all", &env);
-        let base = service.base();
-        let job = create_job(&base, "5");
-        let bad = post_batch(
-            &base,
-            &job,
-            &[record("5", "L", "OK-1", 1), record("5", "L", "BOOM", 2)],
-        );
-        let good = post_batch(&base, &job, &[record("5", "L", "OK-2", 3)]);
-
-        let failed = wait_for_status(&base, &job, &bad, "COMPLETE", Duration::from_secs(30));
-        assert_all_results(&failed, 2, 500);
-        assert!(
-            failed["results"][0]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("not applied"),
-            "{failed}"
-        );
-        let done = wait_for_status(&base, &job, &good, "COMPLETE", Duration::from_secs(30));
-        assert_all_results(&done, 1, 200);
-
-        let stock = positions(&base, "5");
-        assert_eq!(stock.get("OK-2"), Some(&3), "{backend:?}");
-        assert!(
-            !stock.contains_key("OK-1"),
-            "{backend:?}: nothing of the failed batch applied"
-        );
-        let attempts = numbers(
-            db.url(),
-            "SELECT CAST(attempts AS BIGINT) AS n FROM batches ORDER BY id",
-        );
-        assert_eq!(attempts, vec![2, 1], "{backend:?}");
-    }
-}
-
-#[test]
-fn sigterm_during_a_batch_exits_cleanly_and_strands_nothing() {
-    for backend in backends() {
-        let db = TestDb::new(backend);
-        let mut service = Service::start(
-            "service",
-            db.url(),
-            "all",
-            &[("STOCKBATCH_FAULT_APPLY_DELAY_MS", "1500")],
-        );
-        let base = service.base();
-        let job = create_job(&base, "3");
-        let records: Vec<Value> = (0..1000)
-            .map(|i| record("3", "L", &format!("S{i}"), i))
-            .collect();
-        let batch = post_batch(&base, &job, &records);
-        wait_for_status(&base, &job, &batch, "RUNNING", Duration::from_secs(20));
-
-        let status = service.terminate(Duration::from_secs(20));
-        assert!(status.success(), "{backend:?}: exit status {status:?}");
-        let state = numbers(
-            db.url(),
-            "SELECT CAST(CASE status WHEN 'COMPLETE' THEN 1 WHEN 'PENDING' THEN 0 ELSE -1 END AS BIGINT) AS n \
-             FROM batches",
-        );
-        assert!(
-            state == vec![1] || state == vec![0],
-            "{backend:?}: COMPLETE or back in the queue, got {state:?}"
-        );
-        let results = numbers(db.url(), "SELECT COUNT(*) AS n FROM batch_results");
-        assert_eq!(
-            results,
-            vec![if state == vec![1] { 1000 } else { 0 }],
-            "{backend:?}"
-        );
-    }
-}
-
-#[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set STOCKBATCH_TEST_POSTGRES_URL (at build time too)"
+)]
 fn three_executors_apply_200_concurrent_batches_exactly_once_in_acceptance_order() {
-    let Some(db) = postgres_only("three_executors_apply_200_concurrent_batches") else {
-        return;
-    };
+    let db = TestDb::new(Backend::Postgres);
     let api = Service::start("api", db.url(), "api", &[]);
     let _executors: Vec<Service> = (0..3)
         .map(|i| Service::start(&format!("executor-{i}"), db.url(), "executor", &[]))
@@ -363,10 +350,12 @@ fn three_executors_apply_200_concurrent_batches_exactly_once_in_acceptance_order
 }
 
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set STOCKBATCH_TEST_POSTGRES_URL (at build time too)"
+)]
 fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
-    let Some(db) = postgres_only("a_database_outage_answers_503") else {
-        return;
-    };
+    let db = TestDb::new(Backend::Postgres);
     let target = host_port(db.url());
     let proxy = Proxy::start(&target);
     let via_proxy = db
@@ -479,45 +468,43 @@ fn a_second_executor_on_one_sqlite_file_is_refused_with_a_reason() {
     assert_all_results(&done, 1, 200);
 }
 
-#[test]
-fn results_of_a_partly_applied_batch_stay_hidden_until_it_is_complete() {
-    for backend in backends() {
-        let db = TestDb::new(backend);
-        // No executor: the batch stays where the test puts it.
-        let api = Service::start("api", db.url(), "api", &[]);
-        let base = api.base();
-        let job = create_job(&base, "7");
-        let records: Vec<Value> = (0..3)
-            .map(|i| record("7", "L", &format!("SKU-{i}"), i))
-            .collect();
-        let batch = post_batch(&base, &job, &records);
-        // What an executor leaves after committing the first step of a batch it then lost.
-        execute(
-            db.url(),
-            &format!(
-                "UPDATE batches SET status = 'RUNNING' WHERE id = {batch}; \
-                 INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-                 VALUES ({batch}, 0, 1, 'SKU-0:L', 200, 'Inventory created')"
-            ),
-        );
-        let running = get_batch(&base, &job, &batch);
-        assert_eq!(running["status"], "RUNNING", "{backend:?}");
-        assert_eq!(running["total"], 3, "{backend:?}");
-        assert_eq!(
-            running["results"],
-            json!([]),
-            "{backend:?}: no partial results"
-        );
+backend_tests!(results_of_a_partly_applied_batch_stay_hidden_until_it_is_complete);
+fn results_of_a_partly_applied_batch_stay_hidden_until_it_is_complete(backend: Backend) {
+    let db = TestDb::new(backend);
+    // No executor: the batch stays where the test puts it.
+    let api = Service::start("api", db.url(), "api", &[]);
+    let base = api.base();
+    let job = create_job(&base, "7");
+    let records: Vec<Value> = (0..3)
+        .map(|i| record("7", "L", &format!("SKU-{i}"), i))
+        .collect();
+    let batch = post_batch(&base, &job, &records);
+    // What an executor leaves after committing the first step of a batch it then lost.
+    execute(
+        db.url(),
+        &format!(
+            "UPDATE batches SET status = 'RUNNING' WHERE id = {batch}; \
+             INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
+             VALUES ({batch}, 0, 1, 'SKU-0:L', 200, 'Inventory created')"
+        ),
+    );
+    let running = get_batch(&base, &job, &batch);
+    assert_eq!(running["status"], "RUNNING", "{backend:?}");
+    assert_eq!(running["total"], 3, "{backend:?}");
+    assert_eq!(
+        running["results"],
+        json!([]),
+        "{backend:?}: no partial results"
+    );
 
-        execute(
-            db.url(),
-            &format!("UPDATE batches SET status = 'COMPLETE' WHERE id = {batch}"),
-        );
-        let complete = get_batch(&base, &job, &batch);
-        assert_eq!(
-            complete["results"].as_array().map(Vec::len),
-            Some(1),
-            "{backend:?}"
-        );
-    }
+    execute(
+        db.url(),
+        &format!("UPDATE batches SET status = 'COMPLETE' WHERE id = {batch}"),
+    );
+    let complete = get_batch(&base, &job, &batch);
+    assert_eq!(
+        complete["results"].as_array().map(Vec::len),
+        Some(1),
+        "{backend:?}"
+    );
 }
