@@ -140,7 +140,7 @@ fi
 # the documented 422 is then the right answer to a schema-valid request.
 cat >"$TMP/schemathesis.toml" <<'EOF'
 [[operations]]
-include-operation-id = ["createJob", "createBatch", "createStateSetBatch"]
+include-operation-id = ["createJob", "createBatch", "resubmitBatch", "createStateSetBatch"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 EOF
 fuzz() { # TOKEN REPORT_DIR ARGS...

@@ -1,7 +1,9 @@
 //! The OpenAPI contract: `openapi.yaml` documents exactly the routes the service mounts
 //! (`stockbatch::api::ROUTES`), and real responses of every operation — each status the
 //! tests can provoke — have a documented status, content type, required headers and a
-//! body that validates against the documented schema.
+//! body that validates against the documented schema and has no field the document does
+//! not name (an object schema with `properties` is closed unless it says
+//! `additionalProperties`).
 //!
 //! When this fails after a change to the API, update `openapi.yaml` (see the README's
 //! "The OpenAPI contract").
@@ -12,17 +14,23 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 use stockbatch::api::ROUTES;
+use stockbatch::auth::accounts::{create_client, ClientBinding};
 use stockbatch::auth::api_keys::create_api_key;
 use stockbatch::auth::Permission;
+use stockbatch::executor::{Executor, ExecutorConfig, Step};
 use stockbatch::Role;
 
 const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+/// The OAuth client bound to retailer 197 (client_credentials), as Fluent's SDK uses one.
+const SDK_CLIENT: &str = "contract-sdk";
+const SDK_SECRET: &str = "contract-sdk-secret";
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 
 fn document() -> Value {
@@ -224,12 +232,36 @@ impl Contract {
                         .unwrap_or_else(|e| panic!("{context}: not JSON ({e}): {text}")),
                     "application/yaml" => serde_yaml::from_str(&text)
                         .unwrap_or_else(|e| panic!("{context}: not YAML ({e})")),
-                    _ => Value::String(text),
+                    _ => Value::String(text.clone()),
                 };
                 self.validate(&context, &json_schema(schema), &body);
+                if media_type == "application/x-ndjson" {
+                    // NDJSON: each line is a `ResultLine`; the caller gets them as an array.
+                    let line_schema = json!({"$ref": "#/components/schemas/ResultLine"});
+                    let lines: Vec<Value> = text
+                        .lines()
+                        .map(|line| {
+                            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                                panic!("{context}: an NDJSON line is not JSON ({e}): {line}")
+                            });
+                            self.validate(&context, &line_schema, &line);
+                            line
+                        })
+                        .collect();
+                    return self.seen_answer(operation_id, status, Value::Array(lines));
+                }
                 body
             }
         };
+        self.seen_answer(operation_id, status, body)
+    }
+
+    fn seen_answer(
+        &mut self,
+        operation_id: &str,
+        status: StatusCode,
+        body: Value,
+    ) -> (StatusCode, Value) {
         self.seen.insert((operation_id.to_owned(), status.as_u16()));
         (status, body)
     }
@@ -248,14 +280,88 @@ impl Contract {
             .should_validate_formats(true)
             .build(&Value::Object(root))
             .unwrap_or_else(|e| panic!("{context}: the documented schema is invalid: {e}"));
-        let problems: Vec<String> = validator
+        let mut problems: Vec<String> = validator
             .iter_errors(instance)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
+        self.undocumented_fields(schema, instance, "", &mut problems);
         assert!(
             problems.is_empty(),
             "{context} with a body the document does not allow: {problems:#?}\n{instance:#}"
         );
+    }
+}
+
+impl Contract {
+    /// Fields of `instance` that `schema` does not name: an object schema with
+    /// `properties` (its own or those of its `allOf`, `oneOf` and `anyOf` members) is
+    /// closed unless one of them says `additionalProperties`. The document leaves schemas
+    /// open (so that generated clients and schemathesis tolerate fields added later), and
+    /// this keeps it from silently missing a field the server sends.
+    fn undocumented_fields(
+        &self,
+        schema: &Value,
+        instance: &Value,
+        at: &str,
+        out: &mut Vec<String>,
+    ) {
+        let mut members = Vec::new();
+        self.members(schema, &mut members);
+        match instance {
+            Value::Object(map) => {
+                let declares = members.iter().any(|m| m.get("properties").is_some());
+                let open = members.iter().any(|m| {
+                    m.get("additionalProperties")
+                        .is_some_and(|a| *a != Value::Bool(false))
+                });
+                for (key, value) in map {
+                    let named: Vec<&Value> = members
+                        .iter()
+                        .filter_map(|m| m.get("properties").and_then(|p| p.get(key)))
+                        .collect();
+                    if named.is_empty() {
+                        if declares && !open {
+                            out.push(format!("{at}/{key} is not in the document"));
+                        }
+                        for m in &members {
+                            if let Some(extra @ Value::Object(_)) = m.get("additionalProperties") {
+                                self.undocumented_fields(extra, value, &format!("{at}/{key}"), out);
+                            }
+                        }
+                    }
+                    for property in named {
+                        self.undocumented_fields(property, value, &format!("{at}/{key}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    for m in &members {
+                        if let Some(schema) = m.get("items") {
+                            self.undocumented_fields(schema, item, &format!("{at}/{i}"), out);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `schema` and, recursively, its `allOf`, `oneOf` and `anyOf` members, references
+    /// resolved.
+    fn members<'a>(&'a self, schema: &'a Value, out: &mut Vec<&'a Value>) {
+        let schema = self.resolve(schema);
+        out.push(schema);
+        for combinator in ["allOf", "oneOf", "anyOf"] {
+            for member in schema
+                .get(combinator)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                self.members(member, out);
+            }
+        }
     }
 }
 
@@ -281,27 +387,77 @@ fn json_schema(value: &Value) -> Value {
     }
 }
 
-/// Moves a job's creation back by two days, so that it is CLOSED.
-fn close_job(app: &TestApp, job_id: &str) {
-    let id: i64 = job_id.parse().expect("numeric job id");
-    let sql = match app.db.backend() {
-        Backend::Sqlite => {
-            format!("UPDATE jobs SET created_on = datetime(created_on, '-2 days') WHERE id = {id}")
-        }
-        Backend::Postgres => {
-            format!("UPDATE jobs SET created_on = created_on - interval '2 days' WHERE id = {id}")
-        }
-    };
+/// Runs one statement on the app's database (SQLite's spelling, PostgreSQL's); returns the
+/// rows changed.
+fn execute_sql(app: &TestApp, sqlite: &str, postgres: &str) -> usize {
     let updated = match app.db.backend() {
         Backend::Sqlite => {
             let path = app.db.url().strip_prefix("sqlite://").expect("sqlite url");
-            diesel::sql_query(sql).execute(&mut SqliteConnection::establish(path).unwrap())
+            let mut conn = SqliteConnection::establish(path).unwrap();
+            // The executor may hold the write lock for a moment: wait for it.
+            conn.batch_execute("PRAGMA busy_timeout = 10000")
+                .expect("busy timeout");
+            diesel::sql_query(sqlite).execute(&mut conn)
         }
         Backend::Postgres => {
-            diesel::sql_query(sql).execute(&mut PgConnection::establish(app.db.url()).unwrap())
+            diesel::sql_query(postgres).execute(&mut PgConnection::establish(app.db.url()).unwrap())
         }
     };
-    assert_eq!(updated.expect("age job"), 1);
+    updated.expect("statement")
+}
+
+/// Moves a job's creation back by two days, so that it is CLOSED.
+fn close_job(app: &TestApp, job_id: &str) {
+    let id: i64 = job_id.parse().expect("numeric job id");
+    let updated = execute_sql(
+        app,
+        &format!("UPDATE jobs SET created_on = datetime(created_on, '-2 days') WHERE id = {id}"),
+        &format!("UPDATE jobs SET created_on = created_on - interval '2 days' WHERE id = {id}"),
+    );
+    assert_eq!(updated, 1, "age job");
+}
+
+/// Marks a PENDING batch RUNNING, leased to an executor that never comes, as if one had
+/// claimed it (on an app with no executor of its own): what a cancel of a running batch
+/// meets.
+fn mark_running(app: &TestApp, batch_id: &str) {
+    let id: i64 = batch_id.parse().expect("numeric batch id");
+    let set = "status = 'RUNNING', attempts = 1, started_on = created_on, \
+               lease_owner = 'contract-test'";
+    let updated = execute_sql(
+        app,
+        &format!(
+            "UPDATE batches SET {set}, lease_expires_at = datetime(created_on, '+1 day') \
+             WHERE id = {id} AND status = 'PENDING'"
+        ),
+        &format!(
+            "UPDATE batches SET {set}, lease_expires_at = created_on + interval '1 day' \
+             WHERE id = {id} AND status = 'PENDING'"
+        ),
+    );
+    assert_eq!(updated, 1, "batch {batch_id} RUNNING");
+}
+
+/// Runs the oldest runnable batch of an app without an executor, as an executor would.
+fn run_one(app: &TestApp) -> Step {
+    Executor::new(
+        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
+        ExecutorConfig::default(),
+        stockbatch::db::WriteGate::default(),
+        stockbatch::executor::Completions::default(),
+    )
+    .run_once()
+    .unwrap()
+}
+
+/// The `responseCode` of every result (of a batch view, or NDJSON lines).
+fn codes(results: &Value) -> Vec<i64> {
+    results
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {results}"))
+        .iter()
+        .map(|r| r["responseCode"].as_i64().unwrap())
+        .collect()
 }
 
 /// A client authenticated with a new API key of `retailer` (default location
@@ -347,6 +503,15 @@ fn every_operation_answers_as_documented() {
         // while no batch runs (see `api_key_client`).
         let stateset = api_key_client(&app, "contract-197", "197", &Permission::ALL);
         let elsewhere = api_key_client(&app, "contract-198", "198", &Permission::ALL);
+        // An OAuth client bound to retailer 197, for the client_credentials grant (made,
+        // like the keys, while no batch runs).
+        app.with_db(|conn| {
+            let binding = ClientBinding {
+                retailer_id: "197",
+                permissions: &Permission::ALL,
+            };
+            create_client(conn, SDK_CLIENT, Some(SDK_SECRET), Some(binding)).expect("client")
+        });
         let admin = app.client.clone();
         let anonymous = app.anonymous();
         let url = |path: &str| app.url(path);
@@ -384,20 +549,73 @@ fn every_operation_answers_as_documented() {
             ]),
         );
         assert_eq!(status, StatusCode::OK);
-        for refused in [
-            vec![("grant_type", "password"), ("username", "nobody")],
-            vec![("grant_type", "client_credentials")],
-            vec![("grant_type", "password"), ("scope", "other")],
-            vec![("grant_type", "password"), ("username", "nul\u{0}user")],
+        for (refused, error) in [
+            (
+                vec![("grant_type", "password"), ("username", "nobody")],
+                "invalid_grant",
+            ),
+            // The bootstrap client is bound to no retailer: it cannot act for itself.
+            (
+                vec![("grant_type", "client_credentials")],
+                "unauthorized_client",
+            ),
+            (
+                vec![("grant_type", "authorization_code")],
+                "unsupported_grant_type",
+            ),
+            (
+                vec![("grant_type", "password"), ("scope", "other")],
+                "invalid_scope",
+            ),
+            (
+                vec![("grant_type", "password"), ("username", "nul\u{0}user")],
+                "invalid_request",
+            ),
+            (
+                vec![
+                    ("grant_type", "client_credentials"),
+                    ("client_id", SDK_CLIENT),
+                    ("client_secret", "not-the-secret"),
+                ],
+                "invalid_client",
+            ),
         ] {
             let mut fields = password_grant.to_vec();
             for (key, value) in refused {
                 fields.retain(|(k, _)| *k != key);
                 fields.push((key, value));
             }
-            let (status, _) = c.call("getToken", form_post(&fields));
-            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let (status, body) = c.call("getToken", form_post(&fields));
+            assert_eq!(
+                (status, &body["error"]),
+                (StatusCode::BAD_REQUEST, &json!(error)),
+                "{fields:?}"
+            );
         }
+        // client_credentials: a client bound to retailer 197 acts for it, with no refresh
+        // token; its credentials may come as HTTP Basic.
+        let (status, sdk_tokens) = c.call(
+            "getToken",
+            form_post(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", SDK_CLIENT),
+                ("client_secret", SDK_SECRET),
+                ("scope", "api"),
+            ]),
+        );
+        assert_eq!(status, StatusCode::OK, "{sdk_tokens}");
+        assert_eq!(sdk_tokens["Retailer_id"], json!(197), "{sdk_tokens}");
+        assert!(sdk_tokens.get("refresh_token").is_none(), "{sdk_tokens}");
+        let (status, basic) = c.call(
+            "getToken",
+            Client::new()
+                .post(url(token))
+                .basic_auth(SDK_CLIENT, Some(SDK_SECRET))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&[("grant_type", "client_credentials")])),
+        );
+        assert_eq!(status, StatusCode::OK, "{basic}");
+        let sdk = client_with_token(sdk_tokens["access_token"].as_str().unwrap());
         let (status, body) = c.call(
             "getToken",
             Client::new()
@@ -487,6 +705,28 @@ fn every_operation_answers_as_documented() {
                 .json(&json!({"name": "n", "retailerId": "198"})),
         );
         assert_eq!(status, StatusCode::FORBIDDEN);
+        // The client's own token acts for its retailer: a job of 197, not of 198.
+        let (status, created) = c.call(
+            "createJob",
+            sdk.post(url("/api/v4.1/job"))
+                .json(&json!({"name": "SDK job", "retailerId": 197})),
+        );
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let sdk_job = created["id"].as_str().unwrap().to_owned();
+        let (status, _) = c.call(
+            "createJob",
+            sdk.post(url("/api/v4.1/job"))
+                .json(&json!({"name": "n", "retailerId": "198"})),
+        );
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // A job whose meta turns Batch Pre-Processing off.
+        let (_, created) = c.call(
+            "createJob",
+            sdk.post(url("/api/v4.1/job"))
+                .json(&json!({"name": "no pre-processing", "retailerId": "197",
+                        "meta": {"preprocessing": "skip"}})),
+        );
+        let skip_job = created["id"].as_str().unwrap().to_owned();
 
         // createBatch: the Fluent docs' example, records with problems, and refusals.
         let batch_path = format!("/api/v4.1/job/{job}/batch");
@@ -507,12 +747,34 @@ fn every_operation_answers_as_documented() {
             [1]]});
         let (_, accepted) = c.call("createBatch", admin.post(url(&batch_path)).json(&mixed));
         let mixed_batch = accepted["id"].as_str().unwrap().to_owned();
+        // As Fluent's SDK posts: batch-level fields, and record fields of its own (kept with
+        // the position; one named `id` is kept but not shown).
+        let sdk_record = json!({"retailerId": 197, "skuRef": "SDK-1", "locationRef": "158",
+            "qty": 4, "uom": "EA", "lot": "L-2026-11", "expiry": "2027-06-30",
+            "effectiveFrom": "2026-12-01T00:00:00Z", "id": "not-shown"});
+        let sdk_body = json!({"action": "UPSERT", "entityType": "INVENTORY", "source": "SDK",
+            "event": "NORMAL", "catalogueRef": "DEFAULT:197",
+            "conditions": {"hasRelatedInventoryQuantities": true}, "entities": [sdk_record]});
+        let sdk_batch_path = format!("/api/v4.1/job/{sdk_job}/batch");
+        let (status, accepted) = c.call(
+            "createBatch",
+            sdk.post(url(&sdk_batch_path)).json(&sdk_body),
+        );
+        assert_eq!(status, StatusCode::OK, "{accepted}");
+        let sdk_batch = accepted["id"].as_str().unwrap().to_owned();
+        let entities = json!([record("197", "158", "X", 1)]);
         for bad in [
             json!({"action": "DELETE"}),
             json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": []}),
+            json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": entities,
+                   "source": 1, "conditions": []}),
+            json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": entities,
+                   "event": "e".repeat(256), "catalogueRef": "a\u{0}"}),
+            json!({"action": "UPSERT", "entityType": "INVENTORY", "entities": entities,
+                   "conditions": {"x": "y".repeat(4100)}}),
         ] {
-            let (status, _) = c.call("createBatch", admin.post(url(&batch_path)).json(&bad));
-            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let (status, body) = c.call("createBatch", admin.post(url(&batch_path)).json(&bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         }
         for missing in ["/api/v4.1/job/99999/batch", "/api/v4.1/job/abc/batch"] {
             let (status, _) = c.call("createBatch", admin.post(url(missing)).json(&docs_example));
@@ -674,11 +936,95 @@ fn every_operation_answers_as_documented() {
             let (status, _) = c.call("getBatch", admin.get(url(&missing)));
             assert_eq!(status, StatusCode::NOT_FOUND);
         }
+        let (_, view) = c.call("getBatch", admin.get(url(&mixed_path)));
+        let counts = |view: &Value| {
+            [
+                "totalEntities",
+                "processedEntities",
+                "appliedEntities",
+                "rejectedEntities",
+                "unchangedEntities",
+            ]
+            .map(|f| view[f].as_i64().unwrap_or_else(|| panic!("{f}: {view}")))
+        };
+        assert_eq!(counts(&view), [5, 5, 1, 4, 0], "{view}");
+        assert_eq!(
+            (
+                &view["cancelled"],
+                &view["cancelRequested"],
+                &view["stalled"]
+            ),
+            (&json!(false), &json!(false), &json!(false)),
+            "{view}"
+        );
+        assert!(
+            view["startedOn"].is_string()
+                && view["completedOn"].is_string()
+                && view["expiresOn"].is_string()
+                && view["attempts"] == 1,
+            "{view}"
+        );
+        assert!(
+            view.get("source").is_none(),
+            "only the fields it was posted with: {view}"
+        );
+        // The SDK's batch shows the batch-level fields it was posted with. The same record
+        // again changes nothing (Batch Pre-Processing), unless the job skips it.
+        app.wait_complete(&sdk_job, &sdk_batch, 1);
+        let sdk_batch_view = format!("/api/v4.1/job/{sdk_job}/batch/{sdk_batch}");
+        let (_, view) = c.call("getBatch", sdk.get(url(&sdk_batch_view)));
+        for field in ["source", "event", "catalogueRef", "conditions"] {
+            assert_eq!(view[field], sdk_body[field], "{field}: {view}");
+        }
+        assert_eq!(counts(&view), [1, 1, 1, 0, 0], "{view}");
+        let again_body = json!({"action": "UPSERT", "entityType": "INVENTORY",
+                                "entities": [sdk_record]});
+        let (_, accepted) = c.call(
+            "createBatch",
+            sdk.post(url(&sdk_batch_path)).json(&again_body),
+        );
+        let sdk_again = accepted["id"].as_str().unwrap().to_owned();
+        app.wait_complete(&sdk_job, &sdk_again, 1);
+        let (_, view) = c.call(
+            "getBatch",
+            sdk.get(url(&format!("/api/v4.1/job/{sdk_job}/batch/{sdk_again}"))),
+        );
+        assert_eq!(
+            view["results"][0]["message"], "Inventory unchanged",
+            "{view}"
+        );
+        assert_eq!(counts(&view), [1, 1, 1, 0, 1], "{view}");
+        let (_, accepted) = c.call(
+            "createBatch",
+            sdk.post(url(&format!("/api/v4.1/job/{skip_job}/batch")))
+                .json(&again_body),
+        );
+        let skipped = accepted["id"].as_str().unwrap().to_owned();
+        app.wait_complete(&skip_job, &skipped, 1);
+        let (_, view) = c.call(
+            "getBatch",
+            sdk.get(url(&format!("/api/v4.1/job/{skip_job}/batch/{skipped}"))),
+        );
+        assert_eq!(view["results"][0]["message"], "Inventory updated", "{view}");
+        assert_eq!(counts(&view), [1, 1, 1, 0, 0], "{view}");
 
         // getJob
         let job_path = format!("/api/v4.1/job/{job}");
         let (_, body) = c.call("getJob", admin.get(url(&job_path)));
         assert_eq!(body["batch"].as_array().unwrap().len(), 2);
+        assert_eq!(body["batch"][1]["rejectedEntities"], 4, "{body}");
+        let (_, body) = c.call("getJob", sdk.get(url(&format!("/api/v4.1/job/{sdk_job}"))));
+        assert_eq!(
+            (
+                &body["status"],
+                &body["batch"][0]["source"],
+                &body["batch"][1]["unchangedEntities"]
+            ),
+            (&json!("OPEN"), &json!("SDK"), &json!(1)),
+            "{body}"
+        );
+        let (_, body) = c.call("getJob", sdk.get(url(&format!("/api/v4.1/job/{skip_job}"))));
+        assert_eq!(body["meta"], json!({"preprocessing": "skip"}), "{body}");
         c.call("getJob", admin.get(url(&format!("/api/v4.1/job/{old}"))));
         c.call("getJob", retailer_user.get(url(&job_path)));
         for missing in [
@@ -688,6 +1034,258 @@ fn every_operation_answers_as_documented() {
         ] {
             let (status, _) = c.call("getJob", admin.get(url(missing)));
             assert_eq!(status, StatusCode::NOT_FOUND);
+        }
+
+        // getJobResults: every batch's outcome and the job's totals.
+        let (_, outcome) = c.call(
+            "getJobResults",
+            admin.get(url(&format!("{job_path}/results"))),
+        );
+        let tally = |outcome: &Value| {
+            [
+                "totalBatches",
+                "successfulBatches",
+                "failedBatches",
+                "pendingBatches",
+                "runningBatches",
+            ]
+            .map(|f| {
+                outcome[f]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{f}: {outcome}"))
+            })
+        };
+        assert_eq!(tally(&outcome), [2, 1, 1, 0, 0], "{outcome}");
+        assert_eq!(
+            outcome["records"],
+            json!({"total": 6, "applied": 2, "rejected": 4, "unchanged": 0})
+        );
+        let errors: Vec<&str> = outcome["results"][1]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(errors, ["400", "401", "400", "400"], "{outcome}");
+        let (_, outcome) = c.call(
+            "getJobResults",
+            sdk.get(url(&format!("/api/v4.1/job/{sdk_job}/results"))),
+        );
+        assert_eq!(tally(&outcome), [2, 2, 0, 0, 0], "{outcome}");
+        assert_eq!(outcome["records"]["unchanged"], 1, "{outcome}");
+        for (client, missing) in [
+            (&admin, "/api/v4.1/job/99999/results".to_owned()),
+            (&admin, "/api/v4.1/job/x/results".to_owned()),
+            (&elsewhere, format!("{job_path}/results")),
+        ] {
+            let (status, _) = c.call("getJobResults", client.get(url(&missing)));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+
+        // exportBatchResults: NDJSON by default, CSV by ?format or Accept, filtered by code.
+        let export = |query: &str| admin.get(url(&format!("{mixed_path}/results{query}")));
+        let (_, lines) = c.call("exportBatchResults", export(""));
+        assert_eq!(codes(&lines), [200, 400, 401, 400, 400], "{lines}");
+        let indexes: Vec<_> = lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["index"].as_i64().unwrap())
+            .collect();
+        assert_eq!(indexes, [1, 2, 3, 4, 5]);
+        assert_eq!(lines[2]["record"], mixed["entities"][2], "{lines}");
+        assert_eq!(lines[4]["record"], json!([1]), "{lines}");
+        for (query, expected) in [
+            ("?failed=true", vec![400, 401, 400, 400]),
+            ("?failed=false&format=ndjson", vec![200, 400, 401, 400, 400]),
+            ("?responseCode=401", vec![401]),
+            ("?responseCode=%20401%20,%2B400", vec![400, 401, 400, 400]),
+            ("?responseCode=500", vec![]),
+        ] {
+            let (status, lines) = c.call("exportBatchResults", export(query));
+            assert_eq!(
+                (status, codes(&lines)),
+                (StatusCode::OK, expected),
+                "{query}"
+            );
+        }
+        let csv_header = "index,responseCode,message,entityId,entityRef,retailerId,locationRef,\
+            skuRef,qty,correctedQty,reservedQty,inventoryId,ref,type,status,attributes,otherFields";
+        let (_, csv) = c.call("exportBatchResults", export("?format=csv"));
+        let rows: Vec<&str> = csv.as_str().unwrap().lines().collect();
+        assert_eq!((rows.len(), rows[0]), (6, csv_header), "{csv}");
+        assert!(rows[1].starts_with("1,200,Inventory created,"), "{csv}");
+        let (_, csv) = c.call(
+            "exportBatchResults",
+            export("").header("accept", "text/csv"),
+        );
+        assert_eq!(csv.as_str().unwrap().lines().count(), 6, "{csv}");
+        let (_, csv) = c.call(
+            "exportBatchResults",
+            export("?format=csv&responseCode=500").header("accept", "application/x-ndjson"),
+        );
+        assert_eq!(
+            csv.as_str().unwrap().trim_end(),
+            csv_header,
+            "a header and no rows"
+        );
+        let (_, lines) = c.call(
+            "exportBatchResults",
+            export("?format=ndjson").header("accept", "text/csv"),
+        );
+        assert_eq!(
+            lines.as_array().unwrap().len(),
+            5,
+            "?format wins over Accept"
+        );
+        // The SDK's record: its own fields in `otherFields`.
+        let (_, csv) = c.call(
+            "exportBatchResults",
+            sdk.get(url(&format!("{sdk_batch_view}/results?format=csv"))),
+        );
+        let row = csv.as_str().unwrap().lines().nth(1).unwrap().to_owned();
+        assert!(
+            row.starts_with("1,200,Inventory created,") && row.contains(r#"""uom"":""EA"""#),
+            "{csv}"
+        );
+        for bad in [
+            "?format=xml",
+            "?responseCode=abc",
+            "?responseCode=400,",
+            "?responseCode=99999999999",
+            "?failed=yes",
+            "?other=1",
+            "?format=csv&format=csv",
+        ] {
+            let (status, _) = c.call("exportBatchResults", export(bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        for (client, missing) in [
+            (&admin, format!("/api/v4.1/job/{job}/batch/99999/results")),
+            (&admin, format!("/api/v4.1/job/{old}/batch/{batch}/results")),
+            (&admin, format!("/api/v4.1/job/x/batch/{batch}/results")),
+            (&elsewhere, format!("{mixed_path}/results")),
+        ] {
+            let (status, _) = c.call("exportBatchResults", client.get(url(&missing)));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+
+        // resubmitBatch: the records that were not applied, or corrected ones, as a new
+        // batch of the same job.
+        let resubmit = |batch: &str| admin.post(url(&format!("{batch_path}/{batch}/resubmit")));
+        let (status, again) = c.call("resubmitBatch", resubmit(&mixed_batch));
+        assert_eq!(status, StatusCode::OK, "{again}");
+        let resubmitted = again["id"].as_str().unwrap().to_owned();
+        let view = app.wait_complete(&job, &resubmitted, 10);
+        assert_eq!(codes(&view["results"]), [400, 401, 400, 400], "{view}");
+        let (_, view) = c.call(
+            "getBatch",
+            admin.get(url(&format!("{batch_path}/{resubmitted}"))),
+        );
+        assert_eq!(view["resubmittedFrom"], json!(mixed_batch), "{view}");
+        let corrected = json!({"entities": [
+            {"retailerId": "197", "skuRef": "S-2", "locationRef": "158", "qty": 2}]});
+        let keyed_resubmit = |key: &str, body: &Value| {
+            resubmit(&mixed_batch)
+                .header("Idempotency-Key", key)
+                .json(body)
+        };
+        let (status, first) = c.call(
+            "resubmitBatch",
+            keyed_resubmit("contract-resubmit-1", &corrected),
+        );
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let (status, retried) = c.call(
+            "resubmitBatch",
+            keyed_resubmit("contract-resubmit-1", &corrected),
+        );
+        assert_eq!(
+            (status, &retried),
+            (StatusCode::OK, &first),
+            "the same batch"
+        );
+        let fixed = first["id"].as_str().unwrap().to_owned();
+        let view = app.wait_complete(&job, &fixed, 10);
+        assert_eq!(
+            (codes(&view["results"]), &view["results"][0]["message"]),
+            (vec![200], &json!("Inventory created")),
+            "{view}"
+        );
+        let other = json!({"entities": [record("197", "158", "S-3", 3)]});
+        let (status, _) = c.call(
+            "resubmitBatch",
+            keyed_resubmit("contract-resubmit-1", &other),
+        );
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = c.call("resubmitBatch", keyed_resubmit("\"\"", &other));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        for body in [
+            json!({}),
+            json!({"entities": []}),
+            json!({"entities": {}}),
+            json!({"entities": null}),
+            json!([]),
+        ] {
+            let (status, answer) = c.call("resubmitBatch", resubmit(&mixed_batch).json(&body));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        }
+        let (status, _) = c.call(
+            "resubmitBatch",
+            resubmit(&mixed_batch)
+                .header("content-type", "application/json")
+                .body("{"),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = c.call(
+            "resubmitBatch",
+            resubmit(&mixed_batch)
+                .header("content-type", "text/plain")
+                .body(corrected.to_string()),
+        );
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (status, _) = c.call(
+            "resubmitBatch",
+            resubmit(&mixed_batch).json(&json!({"entities": [{"skuRef": "x".repeat(70_000)}]})),
+        );
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Nothing to resubmit: every record of the batch was applied.
+        let (status, _) = c.call("resubmitBatch", resubmit(&batch));
+        assert_eq!(status, StatusCode::CONFLICT);
+        for (client, missing) in [
+            (&admin, format!("{batch_path}/99999/resubmit")),
+            (
+                &admin,
+                format!("/api/v4.1/job/{old}/batch/{batch}/resubmit"),
+            ),
+            (&admin, format!("/api/v4.1/job/x/batch/{batch}/resubmit")),
+            (&elsewhere, format!("{batch_path}/{mixed_batch}/resubmit")),
+        ] {
+            let (status, _) = c.call("resubmitBatch", client.post(url(&missing)));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+
+        // cancelBatch of a COMPLETE batch is too late; unknown batches and jobs are 404.
+        // (PENDING and RUNNING batches are cancelled below, on a node without an executor.)
+        let (status, _) = c.call(
+            "cancelBatch",
+            admin.post(url(&format!("{mixed_path}/cancel"))),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        for (client, missing) in [
+            (&admin, format!("{batch_path}/99999/cancel")),
+            (&admin, format!("/api/v4.1/job/x/batch/{batch}/cancel")),
+            (&elsewhere, format!("{mixed_path}/cancel")),
+        ] {
+            let (status, _) = c.call("cancelBatch", client.post(url(&missing)));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+        for (client, missing) in [
+            (&admin, "/api/v4.1/job/99999/cancel".to_owned()),
+            (&admin, "/api/v4.1/job/01/cancel".to_owned()),
+            (&elsewhere, format!("{job_path}/cancel")),
+        ] {
+            let (status, _) = c.call("cancelJob", client.post(url(&missing)));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
         }
 
         // listInventory
@@ -716,6 +1314,20 @@ fn every_operation_answers_as_documented() {
             );
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         }
+        // The records' own fields, at the top level of the position (`id` is the
+        // position's own).
+        let (_, page) = c.call(
+            "listInventory",
+            sdk.get(url("/api/v4.1/inventory?skuRef=SDK-1")),
+        );
+        let position = &page["results"][0];
+        for field in ["uom", "lot", "expiry", "effectiveFrom"] {
+            assert_eq!(position[field], sdk_record[field], "{field}: {page}");
+        }
+        assert!(
+            position["id"].as_str().unwrap().parse::<i64>().is_ok(),
+            "{page}"
+        );
 
         let stateset_url = url("/api/v1/inventory/batch");
         let run = |body: &Value| stateset.post(&stateset_url).json(body);
@@ -936,6 +1548,29 @@ fn every_operation_answers_as_documented() {
         );
         assert_eq!(status, StatusCode::FORBIDDEN);
 
+        // cancelStateSetBatch of a complete batch is too late; unknown batches are 404.
+        // (A queued and a running batch are cancelled below, on a node without an executor.)
+        let cancel_stateset = |client: &Client, id: &str| {
+            client.post(url(&format!("/api/v1/inventory/batch/{id}/cancel")))
+        };
+        let (status, _) = c.call(
+            "cancelStateSetBatch",
+            cancel_stateset(&stateset, &seed_batch),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        for (client, missing) in [
+            (&stateset, "batch_99999".to_owned()),
+            (&stateset, "batch_01".to_owned()),
+            (&stateset, "x".to_owned()),
+            (&stateset, format!("batch_{batch}")),
+            (&elsewhere, seed_batch.clone()),
+        ] {
+            let (status, _) = c.call("cancelStateSetBatch", cancel_stateset(client, &missing));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+        let (status, _) = c.call("cancelStateSetBatch", cancel_stateset(&admin, &seed_batch));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
         // getInventoryItem: what the batches above left (the retry applied nothing twice,
         // validate_only nothing at all), a SKU only Fluent wrote; refusals.
         let (_, item) = c.call(
@@ -1017,10 +1652,24 @@ fn every_operation_answers_as_documented() {
         );
         let (_, page) = c.call("listMovements", movements(&stateset, "?skuRef=S-1"));
         assert_eq!(
-            (&page["results"][0]["operation"], &page["results"][0]["api"]),
-            (&json!("UPSERT"), &json!("fluent")),
+            (
+                &page["results"][0]["operation"],
+                &page["results"][0]["api"],
+                &page["results"][0]["retailerId"]
+            ),
+            (&json!("UPSERT"), &json!("fluent"), &json!("197")),
             "{page}"
         );
+        // SDK-1 was written three times, the second changing nothing (no movement); the
+        // job that skips Batch Pre-Processing wrote it again.
+        let (_, page) = c.call("listMovements", movements(&sdk, "?skuRef=SDK-1"));
+        let batches: Vec<_> = page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["batchId"].as_str().unwrap())
+            .collect();
+        assert_eq!(batches, [sdk_batch.as_str(), skipped.as_str()], "{page}");
         for (client, query) in [
             (&admin, ""),
             (&stateset, ""),
@@ -1046,6 +1695,8 @@ fn every_operation_answers_as_documented() {
         let api_only = TestApp::spawn_with(TestDb::new(backend), |config| {
             config.role = Role::Api;
             config.api.stateset_wait = Duration::ZERO;
+            // No executor is alive here: a waiting batch is flagged stalled at once.
+            config.api.stalled_after = Duration::ZERO;
         });
         let queued = api_key_client(&api_only, "contract-queued", "197", &Permission::ALL);
         let (status, pending) = c.call(
@@ -1065,6 +1716,240 @@ fn every_operation_answers_as_documented() {
             queued.get(api_only.url(&format!("/api/v1/inventory/batch/{pending_id}"))),
         );
         assert_eq!(polled, pending);
+        // cancelStateSetBatch: a queued batch is not applied at all (200); a running one
+        // stops at its next safe point (202).
+        let q_cancel =
+            |id: &str| queued.post(api_only.url(&format!("/api/v1/inventory/batch/{id}/cancel")));
+        let (status, cancelled) = c.call("cancelStateSetBatch", q_cancel(pending_id));
+        assert_eq!(status, StatusCode::OK, "{cancelled}");
+        assert_eq!(
+            (&cancelled["cancelled"], &cancelled["status"]),
+            (&json!(true), &json!("failed")),
+            "{cancelled}"
+        );
+        assert_eq!(
+            item_statuses(&cancelled),
+            ["skipped", "skipped"],
+            "{cancelled}"
+        );
+        let (status, _) = c.call("cancelStateSetBatch", q_cancel(pending_id));
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (_, running) = c.call(
+            "createStateSetBatch",
+            queued
+                .post(api_only.url("/api/v1/inventory/batch"))
+                .json(&import),
+        );
+        let running_id = running["batch_id"].as_str().unwrap().to_owned();
+        mark_running(&api_only, running_id.strip_prefix("batch_").unwrap());
+        for _ in 0..2 {
+            let (status, answer) = c.call("cancelStateSetBatch", q_cancel(&running_id));
+            assert_eq!(
+                (status, &answer["status"]),
+                (StatusCode::ACCEPTED, &json!("processing")),
+                "{answer}"
+            );
+        }
+
+        // Batch control where batches wait: a PENDING batch cancelled is not applied at all
+        // (200), a RUNNING one is asked to stop (202); export and resubmit refuse what is
+        // not COMPLETE; cancelling the job closes it.
+        let q = &api_only.client;
+        let (_, created) = c.call(
+            "createJob",
+            q.post(api_only.url("/api/v4.1/job")).json(&job_body),
+        );
+        let q_job = created["id"].as_str().unwrap().to_owned();
+        let q_job_path = format!("/api/v4.1/job/{q_job}");
+        let q_batch = |id: &str| api_only.url(&format!("{q_job_path}/batch/{id}"));
+        let two = json!({"action": "UPSERT", "entityType": "INVENTORY", "source": "SDK",
+            "entities": [record("197", "158", "Q-1", 1), record("197", "158", "Q-2", 2)]});
+        let (_, accepted) = c.call(
+            "createBatch",
+            q.post(api_only.url(&format!("{q_job_path}/batch")))
+                .json(&two),
+        );
+        let waiting = accepted["id"].as_str().unwrap().to_owned();
+        let (_, accepted) = c.call(
+            "createBatch",
+            q.post(api_only.url(&format!("{q_job_path}/batch")))
+                .json(&docs_example),
+        );
+        let claimed = accepted["id"].as_str().unwrap().to_owned();
+        let (_, view) = c.call("getBatch", q.get(q_batch(&waiting)));
+        assert_eq!(
+            (
+                &view["status"],
+                &view["stalled"],
+                &view["startedOn"],
+                &view["expiresOn"]
+            ),
+            (&json!("PENDING"), &json!(true), &Value::Null, &Value::Null),
+            "{view}"
+        );
+        assert_eq!(
+            (
+                &view["processedEntities"],
+                &view["appliedEntities"],
+                &view["attempts"]
+            ),
+            (&json!(0), &Value::Null, &json!(0)),
+            "{view}"
+        );
+        let (status, _) = c.call(
+            "exportBatchResults",
+            q.get(format!("{}/results", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _) = c.call(
+            "resubmitBatch",
+            q.post(format!("{}/resubmit", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        mark_running(&api_only, &claimed);
+        let q_results = || q.get(api_only.url(&format!("{q_job_path}/results")));
+        let (_, outcome) = c.call("getJobResults", q_results());
+        assert_eq!(tally(&outcome), [2, 0, 0, 1, 1], "{outcome}");
+        let (status, view) = c.call(
+            "cancelBatch",
+            q.post(format!("{}/cancel", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(
+            (&view["status"], &view["cancelled"], &view["source"]),
+            (&json!("COMPLETE"), &json!(true), &json!("SDK")),
+            "{view}"
+        );
+        assert_eq!(counts(&view), [2, 2, 0, 2, 0], "{view}");
+        for _ in 0..2 {
+            let (status, view) = c.call(
+                "cancelBatch",
+                q.post(format!("{}/cancel", q_batch(&claimed))),
+            );
+            assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+            assert_eq!(
+                (
+                    &view["status"],
+                    &view["cancelRequested"],
+                    &view["cancelled"]
+                ),
+                (&json!("RUNNING"), &json!(true), &json!(false)),
+                "{view}"
+            );
+        }
+        let (status, _) = c.call(
+            "cancelBatch",
+            q.post(format!("{}/cancel", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (_, view) = c.call("getBatch", q.get(q_batch(&waiting)));
+        assert_eq!(codes(&view["results"]), [409, 409], "{view}");
+        let (_, lines) = c.call(
+            "exportBatchResults",
+            q.get(format!("{}/results?failed=true", q_batch(&waiting))),
+        );
+        assert_eq!(codes(&lines), [409, 409], "{lines}");
+        let (status, again) = c.call(
+            "resubmitBatch",
+            q.post(format!("{}/resubmit", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::OK, "{again}");
+        let (_, outcome) = c.call("getJobResults", q_results());
+        assert_eq!(tally(&outcome), [3, 0, 1, 1, 1], "{outcome}");
+        let (status, answer) = c.call(
+            "cancelJob",
+            q.post(api_only.url(&format!("{q_job_path}/cancel"))),
+        );
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::OK,
+                json!({"id": q_job, "status": "CLOSED", "cancelledBatches": 1,
+                       "cancellingBatches": 1})
+            )
+        );
+        let (_, body) = c.call("getJob", q.get(api_only.url(&q_job_path)));
+        assert_eq!(body["status"], "CLOSED", "{body}");
+        assert_eq!(
+            (
+                &body["batch"][2]["cancelled"],
+                &body["batch"][2]["resubmittedFrom"]
+            ),
+            (&json!(true), &json!(waiting)),
+            "{body}"
+        );
+        let (_, outcome) = c.call("getJobResults", q_results());
+        assert_eq!(outcome["status"], "CLOSED", "{outcome}");
+        let (status, _) = c.call(
+            "createBatch",
+            q.post(api_only.url(&format!("{q_job_path}/batch")))
+                .json(&docs_example),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _) = c.call(
+            "resubmitBatch",
+            q.post(format!("{}/resubmit", q_batch(&waiting))),
+        );
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (_, answer) = c.call(
+            "cancelJob",
+            q.post(api_only.url(&format!("{q_job_path}/cancel"))),
+        );
+        assert_eq!(
+            (&answer["cancelledBatches"], &answer["cancellingBatches"]),
+            (&json!(0), &json!(1)),
+            "{answer}"
+        );
+
+        // 429: a queue at one of its limits (here one unfinished batch per retailer) takes
+        // no more batches, of either API, and stores nothing.
+        let full = TestApp::spawn_with(TestDb::new(backend), |config| {
+            config.role = Role::Api;
+            config.api.stateset_wait = Duration::ZERO;
+            config.api.queue_limits.batches_per_retailer = 1;
+        });
+        let full_key = api_key_client(&full, "contract-full", "197", &Permission::ALL);
+        let f = &full.client;
+        let (_, created) = c.call(
+            "createJob",
+            f.post(full.url("/api/v4.1/job")).json(&job_body),
+        );
+        let f_batches = format!("/api/v4.1/job/{}/batch", created["id"].as_str().unwrap());
+        let post_keyed = |key: &str| {
+            f.post(full.url(&f_batches))
+                .header("Idempotency-Key", key)
+                .json(&docs_example)
+        };
+        let (status, first) = c.call("createBatch", post_keyed("contract-full-1"));
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let (status, refused) = c.call("createBatch", post_keyed("contract-full-2"));
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+        let (status, again) = c.call("createBatch", post_keyed("contract-full-1"));
+        assert_eq!(
+            (status, &again),
+            (StatusCode::OK, &first),
+            "a retry gets its answer, full queue or not"
+        );
+        let (status, _) = c.call(
+            "createStateSetBatch",
+            full_key
+                .post(full.url("/api/v1/inventory/batch"))
+                .json(&seed),
+        );
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let first = first["id"].as_str().unwrap().to_owned();
+        let (status, _) = c.call(
+            "cancelBatch",
+            f.post(full.url(&format!("{f_batches}/{first}/cancel"))),
+        );
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = c.call("createBatch", post_keyed("contract-full-3"));
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = c.call(
+            "resubmitBatch",
+            f.post(full.url(&format!("{f_batches}/{first}/resubmit"))),
+        );
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 
         // Every API operation: 401 without a valid token, 403 without the permission.
         let api_calls: Vec<(&str, MakeRequest)> = vec![
@@ -1105,6 +1990,32 @@ fn every_operation_answers_as_documented() {
             (
                 "getInventoryItem",
                 Box::new(|client: &Client| client.get(url("/api/v1/inventory/WIDGET-001"))),
+            ),
+            (
+                "getJobResults",
+                Box::new(|client: &Client| client.get(url(&format!("{job_path}/results")))),
+            ),
+            (
+                "cancelJob",
+                Box::new(|client: &Client| client.post(url(&format!("{job_path}/cancel")))),
+            ),
+            (
+                "exportBatchResults",
+                Box::new(|client: &Client| client.get(url(&format!("{mixed_path}/results")))),
+            ),
+            (
+                "cancelBatch",
+                Box::new(|client: &Client| client.post(url(&format!("{mixed_path}/cancel")))),
+            ),
+            (
+                "resubmitBatch",
+                Box::new(|client: &Client| client.post(url(&format!("{mixed_path}/resubmit")))),
+            ),
+            (
+                "cancelStateSetBatch",
+                Box::new(|client: &Client| {
+                    client.post(url(&format!("/api/v1/inventory/batch/{seed_batch}/cancel")))
+                }),
             ),
         ];
         for (operation, request) in &api_calls {
@@ -1154,30 +2065,47 @@ fn every_operation_answers_as_documented() {
 /// with 405 and an `Allow` header naming exactly the served ones.
 #[test]
 fn every_path_serves_its_methods_and_refuses_others_with_405() {
+    // No executor: batches wait until `run_one` applies them, so that each batch-control
+    // path meets a batch it can act on.
     let app = TestApp::spawn_with(TestDb::new(Backend::Sqlite), |config| {
-        config.api.stateset_wait = Duration::from_secs(30);
+        config.role = Role::Api;
+        config.api.stateset_wait = Duration::ZERO;
     });
     // The StateSet routes need a caller of one retailer.
     let stateset = api_key_client(&app, "routes-197", "197", &Permission::ALL);
     let job = app.create_job(json!("197"));
-    let batch = app.post_batch(&job, json!([record("197", "L", "S", 1)]));
+    // COMPLETE, with a record that was not applied (to export and resubmit).
+    let batch = app.post_batch(&job, json!([record("197", "L", "S", 1), {"qty": 1}]));
+    assert!(matches!(run_one(&app), Step::Processed(_)));
+    // PENDING, to cancel; and a job to cancel.
+    let waiting = app.post_batch(&job, json!([record("197", "L", "S", 2)]));
+    let cancelled_job = app.create_job(json!("197"));
     let stateset_body =
         json!({"operation": "import", "items": [{"sku": "S", "data": {"quantity": 3}}]});
-    let (status, imported) = read(
-        stateset
-            .post(app.url("/api/v1/inventory/batch"))
-            .json(&stateset_body)
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(status, StatusCode::OK, "{imported}");
-    let stateset_batch = imported["batch_id"].as_str().unwrap().to_owned();
+    let mut stateset_batches = Vec::new();
+    for _ in 0..2 {
+        let (status, imported) = read(
+            stateset
+                .post(app.url("/api/v1/inventory/batch"))
+                .json(&stateset_body)
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, StatusCode::ACCEPTED, "{imported}");
+        stateset_batches.push(imported["batch_id"].as_str().unwrap().to_owned());
+    }
     let concrete = |path: &str| {
+        let cancel = path.ends_with("/cancel");
+        let job = if path == "/api/v4.1/job/{jobId}/cancel" {
+            &cancelled_job
+        } else {
+            &job
+        };
         app.url(
             &path
-                .replace("{jobId}", &job)
-                .replace("{batchId}", &batch)
-                .replace("{batch_id}", &stateset_batch)
+                .replace("{jobId}", job)
+                .replace("{batchId}", if cancel { &waiting } else { &batch })
+                .replace("{batch_id}", &stateset_batches[usize::from(cancel)])
                 .replace("{sku}", "S"),
         )
     };
@@ -1211,7 +2139,7 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
             let response = request.send().expect("request");
             let status = response.status();
             if served.contains(&method) {
-                assert_eq!(status, StatusCode::OK, "{method} {path}");
+                assert!(status.is_success(), "{method} {path}: {status}");
             } else {
                 assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
                 assert_eq!(
@@ -1260,7 +2188,8 @@ fn the_checker_refuses_what_the_document_does_not_allow() {
         "summary": {"total_items": 1, "processed": 1, "failed": 0, "skipped": 0},
         "results": [{"sku": "A", "status": "success", "message": "m",
             "data": {"location": "L", "previous_quantity": 1, "new_quantity": 2, "adjustment": 1}}],
-        "notification_email": null, "created_at": "2026-12-01T06:54:58.275Z", "completed_at": null});
+        "cancelled": false, "notification_email": null,
+        "created_at": "2026-12-01T06:54:58.275Z", "completed_at": null});
     c.validate("StateSetBatch", &schema("StateSetBatch"), &batch);
     let mut wrong = batch.clone();
     wrong["batch_id"] = json!("1");
@@ -1275,13 +2204,67 @@ fn the_checker_refuses_what_the_document_does_not_allow() {
     let mut wrong = batch;
     wrong["results"][0]["data"]["new_quantity"] = json!(-1);
     refuses("StateSetBatch", wrong);
-    let movement = json!({"id": "1", "skuRef": "S", "locationRef": "L", "operation": "adjust",
-        "previousQty": 0, "newQty": 1, "delta": 1, "reason": null, "reference": null,
-        "batchId": "1", "api": "stateset", "createdOn": "2026-12-01T06:54:58.275Z"});
+    let movement = json!({"id": "1", "retailerId": "197", "skuRef": "S", "locationRef": "L",
+        "operation": "adjust", "previousQty": 0, "newQty": 1, "delta": 1, "reason": null,
+        "reference": null, "batchId": "1", "api": "stateset",
+        "createdOn": "2026-12-01T06:54:58.275Z"});
     c.validate("Movement", &schema("Movement"), &movement);
-    let mut wrong = movement;
+    let mut wrong = movement.clone();
     wrong["api"] = json!("other");
     refuses("Movement", wrong);
+    // A field the document does not name is refused, also inside arrays and allOf.
+    let mut wrong = movement;
+    wrong["undocumented"] = json!(1);
+    refuses("Movement", wrong);
+    let facts = json!({"batchId": "1", "entityType": "INVENTORY", "status": "COMPLETE",
+        "createdOn": "2026-12-01T07:51:24.781Z", "startedOn": "2026-12-01T07:51:24.787Z",
+        "completedOn": "2026-12-01T07:51:24.795Z", "attempts": 1, "totalEntities": 1,
+        "processedEntities": 1, "appliedEntities": 1, "rejectedEntities": 0,
+        "unchangedEntities": 0, "cancelled": false, "cancelRequested": false, "stalled": false,
+        "expiresOn": "2026-12-08T07:51:24.781Z", "source": "SDK"});
+    c.validate("BatchFacts", &schema("BatchFacts"), &facts);
+    let mut batch = facts.clone();
+    for (key, value) in json!({"jobId": "1", "start": 1, "count": 100, "total": 1,
+        "results": [{"entityId": "1", "entityRef": "S:L", "responseCode": 409,
+                     "message": "not applied: the batch was cancelled before it was applied"}]})
+    .as_object()
+    .unwrap()
+    {
+        batch[key] = value.clone();
+    }
+    c.validate("Batch", &schema("Batch"), &batch);
+    refuses("BatchFacts", batch.clone());
+    let mut wrong = batch.clone();
+    wrong["results"][0]["extra"] = json!(true);
+    refuses("Batch", wrong);
+    let mut wrong = batch;
+    wrong["results"][0]["responseCode"] = json!(422);
+    refuses("Batch", wrong);
+    let mut wrong = facts.clone();
+    wrong["status"] = json!("CANCELLED");
+    refuses("BatchFacts", wrong);
+    let mut wrong = facts;
+    wrong["conditions"] = json!([]);
+    refuses("BatchFacts", wrong);
+    let line = json!({"index": 1, "responseCode": 400, "message": "m", "entityId": null,
+                      "entityRef": null, "record": [1]});
+    c.validate("ResultLine", &schema("ResultLine"), &line);
+    let mut wrong = line;
+    wrong["index"] = json!(0);
+    refuses("ResultLine", wrong);
+    let outcome = json!({"id": "1", "status": "CLOSED", "totalBatches": 1,
+        "successfulBatches": 0, "failedBatches": 1, "pendingBatches": 0, "runningBatches": 0,
+        "records": {"total": 1, "applied": 0, "rejected": 1, "unchanged": 0},
+        "results": [{"batchId": "1", "status": "COMPLETE", "processedEntities": 1,
+                     "totalEntities": 1, "errors": [{"code": "409", "message": "m"}]}]});
+    c.validate("JobResults", &schema("JobResults"), &outcome);
+    let mut wrong = outcome;
+    wrong["records"] = json!({"total": 1});
+    refuses("JobResults", wrong);
+    // The client-credentials answer has no refresh token.
+    let client_token = json!({"access_token": "a", "token_type": "bearer", "expires_in": 1,
+                              "scope": "api", "Retailer_id": 197});
+    c.validate("TokenResponse", &schema("TokenResponse"), &client_token);
 }
 
 /// Every example in the document fits its schema, so the reference never shows a body
