@@ -12,7 +12,7 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
@@ -92,7 +92,7 @@ fn the_document_lists_exactly_the_routes_served() {
         let id = operation["operationId"].as_str().unwrap_or_default();
         assert!(!id.is_empty(), "{method} {path} has no operationId");
         assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
-        let secured = path.starts_with("/api/");
+        let secured = path.starts_with("/api/") || path == "/metrics";
         assert_eq!(
             operation.get("security").is_some(),
             secured,
@@ -497,6 +497,9 @@ fn every_operation_answers_as_documented() {
             // StateSet POSTs answer 200 once their batch completes: a long wait keeps a
             // slow machine from turning them into 202s (which are provoked below).
             config.api.stateset_wait = Duration::from_secs(30);
+            // Webhooks to a loopback port nobody listens on: deliveries stay pending.
+            config.notify.allow_private_destinations = true;
+            config.metrics.token = Some(METRICS_TOKEN.to_owned());
         });
         let mut c = Contract::new();
         // The StateSet operations act for one retailer: API keys of 197 and of 198, made
@@ -1951,6 +1954,8 @@ fn every_operation_answers_as_documented() {
         );
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 
+        let (hook_path, delivery_path) = exercise_notifications(&mut c, &app, &stateset);
+
         // Every API operation: 401 without a valid token, 403 without the permission.
         let api_calls: Vec<(&str, MakeRequest)> = vec![
             (
@@ -2017,6 +2022,38 @@ fn every_operation_answers_as_documented() {
                     client.post(url(&format!("/api/v1/inventory/batch/{seed_batch}/cancel")))
                 }),
             ),
+            (
+                "createWebhook",
+                Box::new(|client: &Client| {
+                    client
+                        .post(url("/api/v4.1/webhooks"))
+                        .json(&json!({"url": "http://127.0.0.1:9/", "events": ["*"]}))
+                }),
+            ),
+            (
+                "listWebhooks",
+                Box::new(|client: &Client| client.get(url("/api/v4.1/webhooks"))),
+            ),
+            (
+                "getWebhook",
+                Box::new(|client: &Client| client.get(url(&hook_path))),
+            ),
+            (
+                "deleteWebhook",
+                Box::new(|client: &Client| client.delete(url(&hook_path))),
+            ),
+            (
+                "listWebhookDeliveries",
+                Box::new(|client: &Client| client.get(url(&format!("{hook_path}/deliveries")))),
+            ),
+            (
+                "replayWebhookDelivery",
+                Box::new(|client: &Client| client.post(url(&format!("{delivery_path}/replay")))),
+            ),
+            (
+                "getMetrics",
+                Box::new(|client: &Client| client.get(url("/metrics"))),
+            ),
         ];
         for (operation, request) in &api_calls {
             for client in &bad_tokens {
@@ -2034,6 +2071,9 @@ fn every_operation_answers_as_documented() {
         let (_, health) = c.call("getHealth", anonymous.get(url("/health")));
         assert_eq!(health, json!({"status": "UP"}));
         c.call("headHealth", anonymous.head(url("/health")));
+        let (_, index) = c.call("getIndex", anonymous.get(url("/")));
+        let index = index.as_str().unwrap();
+        assert!(index.contains("href=\"/ui\"") && index.contains("href=\"/docs\""));
         c.call("getOpenApi", anonymous.get(url("/openapi.yaml")));
         c.call("getOpenApiJson", anonymous.get(url("/openapi.json")));
         let (_, page) = c.call("getDocs", anonymous.get(url("/docs")));
@@ -2061,6 +2101,163 @@ fn every_operation_answers_as_documented() {
     }
 }
 
+const METRICS_TOKEN: &str = "contract-metrics-token";
+
+/// The webhook and metrics operations, each answering with success and with its refusals.
+/// Answers the path of a subscription left in place and of one of its deliveries.
+fn exercise_notifications(
+    c: &mut Contract,
+    app: &TestApp,
+    retailer_key: &Client,
+) -> (String, String) {
+    let admin = &app.client;
+    let url = |path: &str| app.url(path);
+    let hooks = "/api/v4.1/webhooks";
+    let subscribe =
+        |c: &mut Contract, body: Value| c.call("createWebhook", admin.post(url(hooks)).json(&body));
+    let (status, kept) = subscribe(
+        c,
+        json!({"url": "http://127.0.0.1:9/hook", "events": ["BATCH_CREATE"], "retailerId": "197"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    assert!(
+        kept["secret"].as_str().is_some_and(|s| s.len() >= 16),
+        "{kept}"
+    );
+    let hook_path = format!("{hooks}/{}", kept["id"].as_str().unwrap());
+    let (status, gone) = subscribe(
+        c,
+        json!({"url": "http://127.0.0.1:9/other", "events": ["*"], "secret": "a-secret-of-my-own-choosing"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{gone}");
+    assert_eq!(gone["secret"], "a-secret-of-my-own-choosing");
+    assert_eq!(
+        gone["retailerId"],
+        Value::Null,
+        "an administrator's: every retailer's"
+    );
+    for (refused, code) in [
+        (
+            json!({"url": "http://127.0.0.1:9/", "events": ["BATCH_DONE"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"events": ["*"], "secret": "short"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"url": "ftp://127.0.0.1/", "events": ["*"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": "https://no-such-host.invalid/", "events": ["*"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, body) = subscribe(c, refused.clone());
+        assert_eq!(status, code, "{refused}: {body}");
+    }
+    let (status, _) = c.call(
+        "createWebhook",
+        admin
+            .post(url(hooks))
+            .header("content-type", "text/plain")
+            .body("{}"),
+    );
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A retailer's caller may not subscribe to another retailer's events, nor see an
+    // administrator's subscription.
+    let (status, _) = c.call(
+        "createWebhook",
+        retailer_key
+            .post(url(hooks))
+            .json(&json!({"url": "http://127.0.0.1:9/", "events": ["*"], "retailerId": "198"})),
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let gone_path = format!("{hooks}/{}", gone["id"].as_str().unwrap());
+    let (status, _) = c.call("getWebhook", retailer_key.get(url(&gone_path)));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, listed) = c.call("listWebhooks", admin.get(url(hooks)));
+    assert_eq!(listed["total"], 2, "{listed}");
+    assert!(listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h.get("secret").is_none()));
+    let (_, seen) = c.call("getWebhook", admin.get(url(&hook_path)));
+    assert_eq!(seen["events"], json!(["BATCH_CREATE"]));
+    for missing in ["999999", "abc"] {
+        let (status, _) = c.call("getWebhook", admin.get(url(&format!("{hooks}/{missing}"))));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, _) = c.call("deleteWebhook", admin.delete(url(&gone_path)));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = c.call("deleteWebhook", admin.delete(url(&gone_path)));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A batch accepted for 197 is a delivery to the kept subscription.
+    let job = app.create_job(json!("197"));
+    app.post_batch(&job, json!([record("197", "L", "S", 1)]));
+    let deliveries = format!("{hook_path}/deliveries");
+    let (_, page) = c.call("listWebhookDeliveries", admin.get(url(&deliveries)));
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["results"][0]["event"], "BATCH_CREATE");
+    let (status, _) = c.call(
+        "listWebhookDeliveries",
+        admin.get(url(&format!("{deliveries}?count=0"))),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = c.call(
+        "listWebhookDeliveries",
+        admin.get(url(&format!("{gone_path}/deliveries"))),
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let delivery_path = format!(
+        "{deliveries}/{}",
+        page["results"][0]["id"].as_str().unwrap()
+    );
+    // The dispatcher keeps trying the closed port: a replay may meet an attempt in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, replayed) = c.call(
+            "replayWebhookDelivery",
+            admin.post(url(&format!("{delivery_path}/replay"))),
+        );
+        if status == StatusCode::ACCEPTED {
+            assert_eq!(replayed["status"], "pending", "{replayed}");
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT, "{replayed}");
+        assert!(
+            Instant::now() < deadline,
+            "every replay met an attempt in flight"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = c.call(
+        "replayWebhookDelivery",
+        admin.post(url(&format!("{deliveries}/999999/replay"))),
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Metrics: for administrators and the scraper's token; not for a retailer's caller.
+    let (_, text) = c.call("getMetrics", admin.get(url("/metrics")));
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("stockbatch_queue_batches") && text.ends_with("# EOF\n"),
+        "{text}"
+    );
+    let (status, _) = c.call(
+        "getMetrics",
+        client_with_token(METRICS_TOKEN).get(url("/metrics")),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.call("getMetrics", retailer_key.get(url("/metrics")));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    (hook_path, delivery_path)
+}
+
 /// Every served path answers the methods it serves (not 404 or 405), and any other method
 /// with 405 and an `Allow` header naming exactly the served ones.
 #[test]
@@ -2070,6 +2267,14 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
     let app = TestApp::spawn_with(TestDb::new(Backend::Sqlite), |config| {
         config.role = Role::Api;
         config.api.stateset_wait = Duration::ZERO;
+        config.notify.allow_private_destinations = true;
+    });
+    // Two subscriptions: one to delete, one whose delivery is replayed.
+    let subscription = json!({"url": "http://127.0.0.1:9/", "events": ["BATCH_CREATE"]});
+    let [deleted, kept] = [0, 1].map(|_| {
+        let (status, hook) = app.post("/api/v4.1/webhooks", &subscription);
+        assert_eq!(status, StatusCode::CREATED, "{hook}");
+        hook["id"].as_str().unwrap().to_owned()
     });
     // The StateSet routes need a caller of one retailer.
     let stateset = api_key_client(&app, "routes-197", "197", &Permission::ALL);
@@ -2094,7 +2299,17 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
         assert_eq!(status, StatusCode::ACCEPTED, "{imported}");
         stateset_batches.push(imported["batch_id"].as_str().unwrap().to_owned());
     }
+    let (_, deliveries) = app.get(&format!("/api/v4.1/webhooks/{kept}/deliveries"));
+    let delivery = deliveries["results"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a delivery of the batches posted: {deliveries}"))
+        .to_owned();
     let concrete = |path: &str| {
+        let hook = if path == "/api/v4.1/webhooks/{webhookId}" {
+            &deleted
+        } else {
+            &kept
+        };
         let cancel = path.ends_with("/cancel");
         let job = if path == "/api/v4.1/job/{jobId}/cancel" {
             &cancelled_job
@@ -2106,7 +2321,9 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
                 .replace("{jobId}", job)
                 .replace("{batchId}", if cancel { &waiting } else { &batch })
                 .replace("{batch_id}", &stateset_batches[usize::from(cancel)])
-                .replace("{sku}", "S"),
+                .replace("{sku}", "S")
+                .replace("{webhookId}", hook)
+                .replace("{deliveryId}", &delivery),
         )
     };
     for (path, allow) in ROUTES {
@@ -2132,6 +2349,7 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
                     request.json(&json!({"name": "n", "retailerId": "197"}))
                 }
                 ("/api/v1/inventory/batch", "POST") => request.json(&stateset_body),
+                ("/api/v4.1/webhooks", "POST") => request.json(&subscription),
                 (_, "POST") => request.json(&json!({"action": "UPSERT", "entityType": "INVENTORY",
                             "entities": [record("197", "L", "S", 2)]})),
                 _ => request,
@@ -2188,7 +2406,7 @@ fn the_checker_refuses_what_the_document_does_not_allow() {
         "summary": {"total_items": 1, "processed": 1, "failed": 0, "skipped": 0},
         "results": [{"sku": "A", "status": "success", "message": "m",
             "data": {"location": "L", "previous_quantity": 1, "new_quantity": 2, "adjustment": 1}}],
-        "cancelled": false, "notification_email": null,
+        "cancelled": false, "notification_email": null, "notification": null,
         "created_at": "2026-12-01T06:54:58.275Z", "completed_at": null});
     c.validate("StateSetBatch", &schema("StateSetBatch"), &batch);
     let mut wrong = batch.clone();

@@ -89,9 +89,9 @@ backend_tests!(unknown_routes_are_404);
 fn unknown_routes_are_404(backend: Backend) {
     let app = TestApp::spawn(backend);
     for path in [
-        "/",
         "/nope",
-        "/api/v4.1/jobs",
+        "/api/v4.1/jobz",
+        "/api/v4.1/batches",
         "/api/v4.0/job/1",
         "/api/v4.1/job/1/batches",
         "/api/v4.1/job/1/batch/1/results",
@@ -99,7 +99,7 @@ fn unknown_routes_are_404(backend: Backend) {
         let (status, body) = app.get(path);
         error_messages(backend, status, &body, StatusCode::NOT_FOUND);
     }
-    let (status, body) = app.post("/api/v4.1/jobs", &json!({"name": "x", "retailerId": 1}));
+    let (status, body) = app.post("/api/v4.1/jobz", &json!({"name": "x", "retailerId": 1}));
     error_messages(backend, status, &body, StatusCode::NOT_FOUND);
 }
 

@@ -308,23 +308,36 @@ fn subscriptions_are_permission_checked_isolated_and_their_secrets_sealed() {
         "sealed at rest"
     );
 
-    for (bad, why) in [
+    // A malformed request is a 400; a well-formed one whose URL cannot be used, a 422.
+    for (bad, why, code) in [
         (
             json!({"url": "ftp://x/", "events": ["*"]}),
             "http:// or https://",
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             json!({"url": "http://127.0.0.1/", "events": ["NOPE"]}),
             "known are",
+            StatusCode::BAD_REQUEST,
         ),
-        (json!({"events": ["*"]}), "'url' is required"),
+        (
+            json!({"events": ["*"]}),
+            "'url' is required",
+            StatusCode::BAD_REQUEST,
+        ),
         (
             json!({"url": "http://u:p@127.0.0.1/", "events": ["*"]}),
             "credentials",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": "https://no-such-host.invalid/", "events": ["*"]}),
+            "does not resolve",
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ] {
         let (status, err) = app.post(WEBHOOKS, &bad);
-        assert_errors(status, &err, StatusCode::BAD_REQUEST);
+        assert_errors(status, &err, code);
         assert!(err.to_string().contains(why), "{bad}: {err}");
     }
     let (status, err) = read(
@@ -353,7 +366,7 @@ fn private_destinations_are_refused_unless_the_operator_allows_them() {
         "http://10.0.0.1/",
     ] {
         let (status, err) = app.post(WEBHOOKS, &json!({"url": url, "events": ["*"]}));
-        assert_errors(status, &err, StatusCode::BAD_REQUEST);
+        assert_errors(status, &err, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(
             err.to_string().contains("STOCKBATCH_WEBHOOK_ALLOW_PRIVATE"),
             "{url}: {err}"

@@ -11,12 +11,25 @@ pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.j
 /// ReDoc's standalone bundle (MIT), from the `redoc` npm package: see `assets/redoc/`.
 const REDOC_JS: &str = include_str!("../../assets/redoc/redoc.standalone.js");
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 /// The page and its script load nothing from anywhere else. ReDoc styles with inline
 /// `<style>`, draws some icons as `data:` images and runs its search in a `blob:` worker.
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
      worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /`: where to go from here (the dashboard, the reference, the health check).
+pub async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(INDEX_HTML)
+}
 
 pub async fn openapi_yaml() -> HttpResponse {
     HttpResponse::Ok()

@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/api/v4.1/webhooks/{webhookId}/deliveries/{deliveryId}/replay",
         "POST",
     ),
+    ("/", "GET"),
     ("/health", "GET, HEAD"),
     ("/metrics", "GET"),
     ("/openapi.yaml", "GET"),
@@ -140,6 +141,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(health::health)),
     )
     .service(resource("/metrics").route(web::get().to(metrics::protected)))
+    .service(resource("/").route(web::get().to(docs::index)))
     .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
     .service(resource("/docs").route(web::get().to(docs::page)))

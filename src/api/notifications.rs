@@ -98,7 +98,8 @@ pub struct PageQuery {
     count: Option<i64>,
 }
 
-/// `POST /api/v4.1/webhooks`: 201 with the subscription and its secret, shown only here.
+/// `POST /api/v4.1/webhooks`: 201 with the subscription and its secret, shown only here;
+/// 400 for a malformed request, 422 for a URL that cannot be used.
 pub async fn create(
     principal: Principal,
     state: web::Data<AppState>,
@@ -123,7 +124,7 @@ pub async fn create(
     let url = blocking(move || {
         check_destination(&url, allow_private)
             .map(|u| u.to_string())
-            .map_err(|e| ApiError::bad_request(e.0))
+            .map_err(|e| ApiError::Unprocessable(e.0))
     })
     .await?;
     let secret = draft.secret.unwrap_or_else(new_webhook_secret);
