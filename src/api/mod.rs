@@ -40,6 +40,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v4.1/job/{jobId}/batch/{batchId}/resubmit", "POST"),
     ("/api/v4.1/inventory", "GET"),
     ("/api/v4.1/inventory/movements", "GET"),
+    ("/api/v4.1/jobs", "GET"),
+    ("/api/v4.1/queue", "GET"),
     ("/api/v1/inventory/batch", "POST"),
     ("/api/v1/inventory/batch/{batch_id}", "GET"),
     ("/api/v1/inventory/batch/{batch_id}/cancel", "POST"),
@@ -104,6 +106,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/api/v4.1/inventory/movements")
             .route(web::get().to(fluent::movements::list_movements)),
     )
+    .service(resource("/api/v4.1/jobs").route(web::get().to(fluent::jobs::list_jobs)))
+    .service(resource("/api/v4.1/queue").route(web::get().to(fluent::queue::queue)))
     .service(
         resource("/api/v1/inventory/batch").route(web::post().to(stateset::batches::create_batch)),
     )
