@@ -2130,6 +2130,30 @@ fn every_operation_answers_as_documented() {
             anonymous.get(url("/docs/redoc.standalone.js")),
         );
         assert!(script.as_str().unwrap().len() > 100_000);
+        // The dashboard: the page and its assets, public, revalidated by ETag.
+        let (_, page) = c.call("getUi", anonymous.get(url("/ui")));
+        assert!(page.as_str().unwrap().contains("/ui/app.js"));
+        let tag = anonymous.get(url("/ui")).send().unwrap().headers()["etag"].clone();
+        let (status, _) = c.call(
+            "getUi",
+            anonymous.get(url("/ui")).header("if-none-match", &tag),
+        );
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        for asset in ["index.html", "app.js", "charts.js", "app.css", "icon.svg"] {
+            let (status, _) = c.call("getUiAsset", anonymous.get(url(&format!("/ui/{asset}"))));
+            assert_eq!(status, StatusCode::OK, "{asset}");
+        }
+        let asset = anonymous.get(url("/ui/app.js")).send().unwrap();
+        let tag = asset.headers()["etag"].clone();
+        let (status, _) = c.call(
+            "getUiAsset",
+            anonymous
+                .get(url("/ui/app.js"))
+                .header("if-none-match", tag),
+        );
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        let (status, _) = c.call("getUiAsset", anonymous.get(url("/ui/nope.js")));
+        assert_eq!(status, StatusCode::NOT_FOUND);
 
         // Every operation was seen answering, and with a success.
         for (operation_id, _) in c.operations.clone() {
@@ -2188,7 +2212,8 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
                 .replace("{jobId}", job)
                 .replace("{batchId}", if cancel { &waiting } else { &batch })
                 .replace("{batch_id}", &stateset_batches[usize::from(cancel)])
-                .replace("{sku}", "S"),
+                .replace("{sku}", "S")
+                .replace("{asset}", "app.js"),
         )
     };
     for (path, allow) in ROUTES {

@@ -13,6 +13,7 @@ mod oauth;
 mod principal;
 mod stateset;
 mod support;
+mod ui;
 
 use actix_web::web;
 
@@ -59,10 +60,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
     ("/docs/redoc.standalone.js", "GET"),
+    ("/ui", "GET"),
+    ("/ui/{asset}", "GET"),
 ];
 
 /// Mounts every route. API routes take a [`crate::auth::Principal`]: a bearer token is
-/// required; `/oauth/token`, `/health`, the OpenAPI document and `/docs` are public. Each
+/// required; `/oauth/token`, `/health`, the OpenAPI document, `/docs` and the dashboard's
+/// page and scripts (`/ui`) are public. Each
 /// resource answers a wrong method with 405 (see [`json_error_body`] for the body); unknown
 /// paths get 404 from the app's default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -147,7 +151,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
     .service(resource("/docs").route(web::get().to(docs::page)))
-    .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)));
+    .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)))
+    .service(resource("/ui").route(web::get().to(ui::page)))
+    .service(resource("/ui/{asset}").route(web::get().to(ui::asset)));
 }
 
 /// A resource for one of [`ROUTES`], answering the methods it does not serve with 405.
