@@ -1694,6 +1694,80 @@ fn every_operation_answers_as_documented() {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         }
 
+        // listJobs: newest first, batches and records added up, filtered and paged; a
+        // retailer's caller sees its own jobs only.
+        let jobs =
+            |client: &Client, query: &str| client.get(url(&format!("/api/v4.1/jobs{query}")));
+        let (_, page) = c.call("listJobs", jobs(&admin, "?start=1&count=500"));
+        let listed = page["results"].as_array().unwrap();
+        assert_eq!(page["total"].as_u64(), Some(listed.len() as u64), "{page}");
+        let ids: Vec<i64> = listed
+            .iter()
+            .map(|j| j["jobId"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        let listed_job = listed.iter().find(|j| j["jobId"] == job.as_str()).unwrap();
+        let (_, detail) = c.call("getJob", admin.get(url(&job_path)));
+        assert_eq!(
+            listed_job["batches"]["total"].as_u64(),
+            Some(detail["batch"].as_array().unwrap().len() as u64),
+            "{listed_job}"
+        );
+        for (client, query, retailer) in [
+            (&retailer_user, "", "197"),
+            (&retailer_user, "?retailerId=197&status=OPEN", "197"),
+            (&sdk, "?status=CLOSED", "197"),
+            (&admin, "?retailerId=197", "197"),
+        ] {
+            let (status, page) = c.call("listJobs", jobs(client, query));
+            assert_eq!(status, StatusCode::OK, "{query}");
+            for j in page["results"].as_array().unwrap() {
+                assert_eq!(j["retailerId"], retailer, "{query}: {j}");
+            }
+        }
+        let (_, page) = c.call("listJobs", jobs(&elsewhere, ""));
+        assert_eq!(page["total"], 0, "retailer 198 has no jobs: {page}");
+        let (_, page) = c.call("listJobs", jobs(&retailer_user, "?retailerId=198"));
+        assert_eq!(page["total"], 0, "{page}");
+        for bad in [
+            "?status=DONE",
+            "?retailer=197",
+            "?count=0",
+            "?status=OPEN&status=CLOSED",
+        ] {
+            let (status, _) = c.call("listJobs", jobs(&admin, bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+
+        // getQueue: the queue now and its last hour, of one retailer for its callers.
+        let queue =
+            |client: &Client, query: &str| client.get(url(&format!("/api/v4.1/queue{query}")));
+        let (_, all) = c.call("getQueue", queue(&admin, ""));
+        assert_eq!(all["retailerId"], Value::Null, "{all}");
+        let completed: i64 = all["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["completedBatches"].as_i64().unwrap())
+            .sum();
+        assert!(completed > 0, "this hour's batches: {all}");
+        let (_, own) = c.call("getQueue", queue(&stateset, ""));
+        assert_eq!(own["retailerId"], "197", "{own}");
+        let (_, other) = c.call("getQueue", queue(&stateset, "?retailerId=198"));
+        assert!(
+            other["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["acceptedBatches"] == 0 && m["recordsApplied"] == 0),
+            "another retailer's queue is empty to it: {other}"
+        );
+        c.call("getQueue", queue(&admin, "?retailerId=197"));
+        for bad in ["?retailer=197", "?retailerId=1&retailerId=2"] {
+            let (status, _) = c.call("getQueue", queue(&admin, bad));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+
         // 202: a node that runs no executor and does not wait answers `processing`.
         let api_only = TestApp::spawn_with(TestDb::new(backend), |config| {
             config.role = Role::Api;
@@ -1983,6 +2057,14 @@ fn every_operation_answers_as_documented() {
                 Box::new(|client: &Client| client.get(url("/api/v4.1/inventory/movements"))),
             ),
             (
+                "listJobs",
+                Box::new(|client: &Client| client.get(url("/api/v4.1/jobs"))),
+            ),
+            (
+                "getQueue",
+                Box::new(|client: &Client| client.get(url("/api/v4.1/queue"))),
+            ),
+            (
                 "createStateSetBatch",
                 Box::new(|client: &Client| client.post(url("/api/v1/inventory/batch")).json(&seed)),
             ),
@@ -2088,6 +2170,30 @@ fn every_operation_answers_as_documented() {
             anonymous.get(url("/docs/redoc.standalone.js")),
         );
         assert!(script.as_str().unwrap().len() > 100_000);
+        // The dashboard: the page and its assets, public, revalidated by ETag.
+        let (_, page) = c.call("getUi", anonymous.get(url("/ui")));
+        assert!(page.as_str().unwrap().contains("/ui/app.js"));
+        let tag = anonymous.get(url("/ui")).send().unwrap().headers()["etag"].clone();
+        let (status, _) = c.call(
+            "getUi",
+            anonymous.get(url("/ui")).header("if-none-match", &tag),
+        );
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        for asset in ["index.html", "app.js", "charts.js", "app.css", "icon.svg"] {
+            let (status, _) = c.call("getUiAsset", anonymous.get(url(&format!("/ui/{asset}"))));
+            assert_eq!(status, StatusCode::OK, "{asset}");
+        }
+        let asset = anonymous.get(url("/ui/app.js")).send().unwrap();
+        let tag = asset.headers()["etag"].clone();
+        let (status, _) = c.call(
+            "getUiAsset",
+            anonymous
+                .get(url("/ui/app.js"))
+                .header("if-none-match", tag),
+        );
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        let (status, _) = c.call("getUiAsset", anonymous.get(url("/ui/nope.js")));
+        assert_eq!(status, StatusCode::NOT_FOUND);
 
         // Every operation was seen answering, and with a success.
         for (operation_id, _) in c.operations.clone() {
@@ -2323,7 +2429,8 @@ fn every_path_serves_its_methods_and_refuses_others_with_405() {
                 .replace("{batch_id}", &stateset_batches[usize::from(cancel)])
                 .replace("{sku}", "S")
                 .replace("{webhookId}", hook)
-                .replace("{deliveryId}", &delivery),
+                .replace("{deliveryId}", &delivery)
+                .replace("{asset}", "app.js"),
         )
     };
     for (path, allow) in ROUTES {

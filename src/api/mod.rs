@@ -13,6 +13,7 @@ mod oauth;
 mod principal;
 mod stateset;
 mod support;
+mod ui;
 
 use actix_web::web;
 
@@ -40,6 +41,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v4.1/job/{jobId}/batch/{batchId}/resubmit", "POST"),
     ("/api/v4.1/inventory", "GET"),
     ("/api/v4.1/inventory/movements", "GET"),
+    ("/api/v4.1/jobs", "GET"),
+    ("/api/v4.1/queue", "GET"),
     ("/api/v1/inventory/batch", "POST"),
     ("/api/v1/inventory/batch/{batch_id}", "GET"),
     ("/api/v1/inventory/batch/{batch_id}/cancel", "POST"),
@@ -58,10 +61,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
     ("/docs/redoc.standalone.js", "GET"),
+    ("/ui", "GET"),
+    ("/ui/{asset}", "GET"),
 ];
 
 /// Mounts every route. API routes take a [`crate::auth::Principal`]: a bearer token is
-/// required; `/oauth/token`, `/health`, the OpenAPI document and `/docs` are public. Each
+/// required; `/oauth/token`, `/health`, the OpenAPI document, `/docs` and the dashboard's
+/// page and scripts (`/ui`) are public. Each
 /// resource answers a wrong method with 405 (see [`json_error_body`] for the body); unknown
 /// paths get 404 from the app's default service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -105,6 +111,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/api/v4.1/inventory/movements")
             .route(web::get().to(fluent::movements::list_movements)),
     )
+    .service(resource("/api/v4.1/jobs").route(web::get().to(fluent::jobs::list_jobs)))
+    .service(resource("/api/v4.1/queue").route(web::get().to(fluent::queue::queue)))
     .service(
         resource("/api/v1/inventory/batch").route(web::post().to(stateset::batches::create_batch)),
     )
@@ -145,7 +153,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
     .service(resource("/docs").route(web::get().to(docs::page)))
-    .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)));
+    .service(resource("/docs/redoc.standalone.js").route(web::get().to(docs::redoc_script)))
+    .service(resource("/ui").route(web::get().to(ui::page)))
+    .service(resource("/ui/{asset}").route(web::get().to(ui::asset)));
 }
 
 /// A resource for one of [`ROUTES`], answering the methods it does not serve with 405.

@@ -1,6 +1,7 @@
 //! Persistence: connections, schema and the queries, as plain functions over `&mut DbConnection`.
 
 pub mod accounts;
+pub mod activity;
 pub mod api_keys;
 pub mod batches;
 mod connection;

@@ -102,19 +102,22 @@ pub fn job_status(
     closed_on: Option<NaiveDateTime>,
     now: NaiveDateTime,
 ) -> JobStatus {
-    if closed_on.is_some_and(|closed| closed <= now) {
-        return JobStatus::Closed;
-    }
-    let closes_at = created_on
-        .date()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        + TimeDelta::days(1);
-    if now < closes_at {
+    if now < closes_at(created_on, closed_on) {
         JobStatus::Open
     } else {
         JobStatus::Closed
     }
+}
+
+/// When a job closes, or closed: when it was cancelled, or else at the end of the UTC day
+/// it was created in.
+pub fn closes_at(created_on: NaiveDateTime, closed_on: Option<NaiveDateTime>) -> NaiveDateTime {
+    let midnight = created_on
+        .date()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        + TimeDelta::days(1);
+    closed_on.map_or(midnight, |closed| closed.min(midnight))
 }
 
 #[cfg(test)]

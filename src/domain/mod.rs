@@ -1,5 +1,6 @@
 //! The rules of jobs, batches and inventory records: validation and state, no HTTP, no SQL.
 
+pub mod activity;
 pub mod batch;
 pub mod inventory;
 pub mod job;

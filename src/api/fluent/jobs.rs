@@ -1,10 +1,12 @@
-//! `POST /api/v4.1/job` and `GET /api/v4.1/job/{jobId}`.
+//! `POST /api/v4.1/job`, `GET /api/v4.1/job/{jobId}` and its results, and the dashboard's
+//! list of recent jobs, `GET /api/v4.1/jobs`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::batches::{BatchFacts, ViewContext};
+use super::inventory::visible_retailer;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, stored_response, Made};
@@ -12,9 +14,11 @@ use crate::api::principal::require;
 use crate::api::support::{parse_id, require_json, rfc3339, with_conn, AppState};
 use crate::api::ErrorEntry;
 use crate::auth::{Permission, Principal};
-use crate::db::models::{Job, NewJob, COMPLETE, RUNNING};
+use crate::db::jobs::{BatchTally, JobFilter};
+use crate::db::models::{Job, NewJob, COMPLETE, PENDING, RUNNING};
 use crate::db::{batches, jobs, results, DbConnection};
-use crate::domain::job::{job_status, parse_create_job};
+use crate::domain::job::{closes_at, job_status, parse_create_job, JobStatus};
+use crate::domain::paging::Page;
 
 /// The answer to a create: Fluent's `{"id": "..."}`.
 #[derive(Serialize)]
@@ -214,4 +218,151 @@ pub fn find_visible_job(
     jobs::find_job(conn, job_id)?
         .filter(|job| principal.sees(&job.retailer_id))
         .ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
+}
+
+/// Unknown parameters are refused: a misspelt filter must not silently list everything.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobListQuery {
+    retailer_id: Option<String>,
+    status: Option<String>,
+    start: Option<i64>,
+    count: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct JobPage {
+    start: i64,
+    count: i64,
+    total: i64,
+    results: Vec<JobSummary>,
+}
+
+/// A job as the dashboard lists it: its batches and records added up.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobSummary {
+    job_id: String,
+    name: String,
+    retailer_id: String,
+    status: &'static str,
+    created_on: String,
+    /// When it closed (cancelled, or the end of its UTC day); `null` while it is open.
+    closed_on: Option<String>,
+    batches: BatchCounts,
+    records: JobRecords,
+    /// Records processed of records posted, 0 to 1; 0 for a job without batches.
+    progress: f64,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct BatchCounts {
+    total: i64,
+    pending: i64,
+    running: i64,
+    complete: i64,
+    /// COMPLETE with at least one record not applied (cancelled ones included).
+    failed: i64,
+    cancelled: i64,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JobRecords {
+    total: i64,
+    processed: i64,
+    applied: i64,
+    rejected: i64,
+    unchanged: i64,
+}
+
+/// `GET /api/v4.1/jobs`: a page of jobs, newest first, each with its batches by status and
+/// its records added up; filtered by `retailerId` and `status` (`OPEN`, `CLOSED`). A
+/// retailer's caller sees only its retailer's jobs.
+pub async fn list_jobs(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<JobListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Permission::JobView)?;
+    let query = query.into_inner();
+    let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
+    let open = match query.status.as_deref() {
+        None => None,
+        Some("OPEN") => Some(true),
+        Some("CLOSED") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "'status' must be OPEN or CLOSED, not '{other}'"
+            )))
+        }
+    };
+    let empty = || JobPage {
+        start: page.start,
+        count: page.count,
+        total: 0,
+        results: Vec::new(),
+    };
+    let Some(retailer_id) = visible_retailer(
+        &principal,
+        [&query.retailer_id, &None, &None],
+        query.retailer_id.clone(),
+    ) else {
+        return Ok(HttpResponse::Ok().json(empty()));
+    };
+    let filter = JobFilter { retailer_id, open };
+    let now = Utc::now().naive_utc();
+    let (jobs, total, tallies) = with_conn(&state.pool, move |conn| {
+        let (jobs, total) = jobs::list_jobs(conn, &filter, now, page.offset(), page.count)?;
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+        let tallies = jobs::tally_job_batches(conn, &ids)?;
+        Ok((jobs, total, tallies))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(JobPage {
+        total,
+        results: jobs
+            .into_iter()
+            .map(|job| summarize(job, &tallies, now))
+            .collect(),
+        ..empty()
+    }))
+}
+
+fn summarize(job: Job, tallies: &[BatchTally], now: chrono::NaiveDateTime) -> JobSummary {
+    let mut batches = BatchCounts::default();
+    let mut records = JobRecords::default();
+    for t in tallies.iter().filter(|t| t.job_id == job.id) {
+        batches.total += t.batches;
+        match t.status.as_str() {
+            PENDING => batches.pending += t.batches,
+            RUNNING => batches.running += t.batches,
+            _ => batches.complete += t.batches,
+        }
+        batches.failed += t.failed;
+        batches.cancelled += t.cancelled;
+        records.total += t.records;
+        records.processed += t.processed;
+        records.applied += t.applied;
+        records.rejected += t.rejected;
+        records.unchanged += t.unchanged;
+    }
+    let status = job_status(job.created_on, job.closed_on, now);
+    JobSummary {
+        job_id: job.id.to_string(),
+        status: status.as_str(),
+        created_on: rfc3339(job.created_on),
+        closed_on: (status == JobStatus::Closed)
+            .then(|| rfc3339(closes_at(job.created_on, job.closed_on))),
+        name: job.name,
+        retailer_id: job.retailer_id,
+        progress: if records.total > 0 {
+            (records.processed as f64 / records.total as f64).min(1.0)
+        } else {
+            0.0
+        },
+        batches,
+        records,
+    }
 }

@@ -1,0 +1,2 @@
+DROP INDEX jobs_retailer;
+DROP INDEX batches_completed_on;
