@@ -2,7 +2,6 @@
 //! and, when `STOCKBATCH_TEST_POSTGRES_URL` is set, a fresh PostgreSQL database too.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,26 +59,6 @@ macro_rules! backend_tests {
 }
 #[allow(unused_imports)]
 pub(crate) use backend_tests;
-
-/// The backends to test: SQLite always; PostgreSQL when its URL is given (loudly skipped
-/// otherwise; a given but unreachable server fails the test). Prefer [`backend_tests!`],
-/// whose PostgreSQL half shows as ignored rather than passing; tests/contract.rs still
-/// loops over this.
-pub fn backends() -> Vec<Backend> {
-    if std::env::var(POSTGRES_URL_VAR).is_ok_and(|v| !v.is_empty()) {
-        vec![Backend::Sqlite, Backend::Postgres]
-    } else {
-        // Straight to stderr, past the test harness's capture, so the skip is always seen.
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: PostgreSQL tests ({POSTGRES_URL_VAR} is not set); running on SQLite only"
-            );
-        });
-        vec![Backend::Sqlite]
-    }
-}
 
 /// A database of its own for one test, removed when dropped.
 pub enum TestDb {
