@@ -5,6 +5,7 @@
 //! Idempotency-Key, so a retry never creates anything twice. A 401 logs in again, once.
 
 use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Backoff without a `Retry-After`: doubling from this, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Logins one request may need: each after its token expired while it waited.
+const MAX_LOGINS_PER_REQUEST: u32 = 5;
 
 /// A batch as its view shows it.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +90,20 @@ pub struct Api {
     credentials: Credentials,
     token: RwLock<Token>,
     max_retries: u32,
+    /// Answers that asked to wait (429, 503).
+    waits: AtomicU64,
+    /// Other retries (5xx, network errors).
+    retries: AtomicU64,
+    /// Logins after the first.
+    relogins: AtomicU64,
+}
+
+/// How often the load had to wait, retry or log in again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retries {
+    pub waits: u64,
+    pub retries: u64,
+    pub relogins: u64,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +139,9 @@ impl Api {
                 value: String::new(),
             }),
             max_retries,
+            waits: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            relogins: AtomicU64::new(0),
         };
         // A wrong URL should not take minutes to tell: the first login retries little.
         let first = Api {
@@ -129,7 +149,18 @@ impl Api {
             ..api
         };
         first.login(0)?;
-        Ok(Api { max_retries, ..first })
+        Ok(Api {
+            max_retries,
+            ..first
+        })
+    }
+
+    pub fn retries(&self) -> Retries {
+        Retries {
+            waits: self.waits.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            relogins: self.relogins.load(Ordering::Relaxed),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -164,36 +195,44 @@ impl Api {
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(body.clone())
             })
-            .map_err(|f| self.explain(f, "logging in"))?;
+            .map_err(|(f, _)| self.explain(f, "logging in"))?;
         let answer: TokenAnswer = response.json().context("logging in: no access_token")?;
+        if token.generation > 0 {
+            self.relogins.fetch_add(1, Ordering::Relaxed);
+        }
         token.generation += 1;
         token.value = answer.access_token;
         Ok(())
     }
 
     /// Sends the request `build` makes, with the current token, retrying as the module
-    /// says; a 401 logs in again once.
+    /// says. A 401 logs in again (a token may expire while a request waits out a 429);
+    /// one that answers a token just obtained is final.
     fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> anyhow::Result<Response> {
-        let mut relogged = false;
+        let mut fresh = false;
+        let mut logins = 0;
         loop {
             let (generation, value) = {
                 let t = self.token.read().unwrap_or_else(|e| e.into_inner());
                 (t.generation, t.value.clone())
             };
             match self.retrying(|| build().bearer_auth(&value)) {
-                Err(Failure::Status(StatusCode::UNAUTHORIZED, _)) if !relogged => {
-                    relogged = true;
+                Err((Failure::Status(StatusCode::UNAUTHORIZED, _), attempts))
+                    if !(fresh && attempts == 0) && logins < MAX_LOGINS_PER_REQUEST =>
+                {
                     self.login(generation)?;
+                    fresh = true;
+                    logins += 1;
                 }
-                Err(f) => return Err(self.explain(f, what)),
+                Err((f, _)) => return Err(self.explain(f, what)),
                 Ok(response) => return Ok(response),
             }
         }
     }
 
     /// Sends until a final answer: a success, or an error not worth retrying (4xx but
-    /// 408 and 429), or the retries are spent.
-    fn retrying(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, Failure> {
+    /// 408 and 429), or the retries are spent; an error comes with the retries made.
+    fn retrying(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, (Failure, u32)> {
         let mut attempt = 0u32;
         loop {
             let (failure, wait) = match build().send() {
@@ -212,15 +251,22 @@ impl Api {
                     let body = response.text().unwrap_or_default();
                     let failure = Failure::Status(status, body);
                     if !retryable {
-                        return Err(failure);
+                        return Err((failure, attempt));
                     }
                     (failure, retry_after)
                 }
                 Err(e) => (Failure::Network(e), None),
             };
             if attempt >= self.max_retries {
-                return Err(failure);
+                return Err((failure, attempt));
             }
+            match &failure {
+                Failure::Status(
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE,
+                    _,
+                ) => self.waits.fetch_add(1, Ordering::Relaxed),
+                _ => self.retries.fetch_add(1, Ordering::Relaxed),
+            };
             let backoff = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.min(16))).min(MAX_BACKOFF);
             std::thread::sleep(wait.unwrap_or(backoff));
             attempt += 1;

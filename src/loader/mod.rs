@@ -12,7 +12,7 @@ mod report;
 mod run;
 mod source;
 
-pub use client::Credentials;
+pub use client::{Credentials, Retries};
 pub use mapping::{parse_maps, Field, ALIASES};
 pub use report::{default_path as default_report_path, COLUMNS as REPORT_COLUMNS};
 pub use run::{load, LoadOptions, Summary, MAX_BATCH_RECORDS};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::client::{Api, Credentials};
+use super::client::{Api, Credentials, Retries};
 use super::identity::{Identity, LoadParts};
 use super::progress::{thousands, Counts, Progress};
 use super::report::{self, Report, CODE_REFUSED};
@@ -70,6 +70,8 @@ pub struct Summary {
     pub report: PathBuf,
     /// Failure report rows.
     pub report_rows: u64,
+    /// Waits the service asked for, retries and logins again.
+    pub retries: Retries,
     /// Why the load stopped before the end of the file, when it did.
     pub stopped: Option<anyhow::Error>,
 }
@@ -102,6 +104,14 @@ impl std::fmt::Display for Summary {
             thousands(self.refused),
             thousands(self.batches),
         )?;
+        let r = self.retries;
+        if r != Retries::default() {
+            writeln!(
+                f,
+                "the service asked to wait {} times (429/503); {} other retries; {} logins again",
+                r.waits, r.retries, r.relogins
+            )?;
+        }
         if self.report_rows > 0 {
             writeln!(
                 f,
@@ -315,6 +325,7 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Summary> {
         elapsed: totals.elapsed,
         report: report.path().to_owned(),
         report_rows: report.rows(),
+        retries: api.retries(),
         stopped: stop.take(),
     })
 }
