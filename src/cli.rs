@@ -119,9 +119,10 @@ struct LoadArgs {
     #[arg(long, default_value_t = crate::loader::MAX_BATCH_RECORDS as u16,
           value_parser = clap::value_parser!(u16).range(1..=crate::loader::MAX_BATCH_RECORDS as i64))]
     batch_size: u16,
-    /// CSV field delimiter (one ASCII character; `tab` for tabs).
-    #[arg(long, default_value = ",")]
-    delimiter: String,
+    /// CSV field delimiter: one ASCII character, or `tab` (default: a tab for .tsv files,
+    /// a comma otherwise).
+    #[arg(long)]
+    delimiter: Option<String>,
     /// Where the failure report goes (default: FILE.failures.csv beside the file).
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -605,10 +606,11 @@ fn load_feed(args: LoadArgs) -> ExitCode {
 }
 
 fn load_options(args: LoadArgs) -> anyhow::Result<crate::loader::LoadOptions> {
-    let delimiter = match args.delimiter.as_str() {
-        "tab" | "\\t" | "\t" => b'\t',
-        d if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
-        d => anyhow::bail!("--delimiter must be one ASCII character or tab, not '{d}'"),
+    let delimiter = match args.delimiter.as_deref() {
+        None => None,
+        Some("tab" | "\\t" | "\t") => Some(b'\t'),
+        Some(d) if d.len() == 1 && d.is_ascii() => Some(d.as_bytes()[0]),
+        Some(d) => anyhow::bail!("--delimiter must be one ASCII character or tab, not '{d}'"),
     };
     let maps = crate::loader::parse_maps(&args.maps)?;
     let client_secret = secret(

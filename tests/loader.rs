@@ -488,3 +488,34 @@ fn client_credentials_and_a_missing_secret() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(position(&app, "L1", "C-1").expect("loaded")["qty"], 4);
 }
+
+/// A file changed past its first MiB but of the same size has the same identity: the
+/// changed batch's key answers 422, and the load stops saying what to do rather than mix
+/// two versions of the file in one job.
+#[test]
+fn a_file_changed_past_its_first_mib_is_not_mixed_in() {
+    let app = TestApp::spawn(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let pad = "x".repeat(300);
+    let mut text = String::from("sku,loc,qty,note\n");
+    for i in 0..4000 {
+        text += &format!("M-{i:05},L1,1,{pad}\n");
+    }
+    assert!(text.len() > 1024 * 1024 + 10_000);
+    let feed = write_file(dir.path(), "feed.csv", &text);
+    let args = ["--batch-size", "1000"];
+    let first = load(&app, &feed, &args);
+    assert_eq!(first.code, 0, "{first}");
+    // The last row's qty, 1 → 2: same size, same first MiB.
+    let changed = text
+        .rsplit_once(",1,")
+        .map(|(a, b)| format!("{a},2,{b}"))
+        .unwrap();
+    std::fs::write(&feed, &changed).unwrap();
+    let second = load(&app, &feed, &args);
+    assert_eq!(second.code, 2, "{second}");
+    assert_eq!(second.job_id(), first.job_id());
+    assert!(second.stdout.contains("another --job-name"), "{second}");
+    assert!(second.stdout.contains("422"), "{second}");
+    assert_eq!(job_results(&app, &first.job_id())["totalBatches"], 4);
+}

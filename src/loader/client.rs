@@ -116,6 +116,26 @@ struct IdAnswer {
     id: String,
 }
 
+/// A request the service answered with an error, finally.
+#[derive(Debug)]
+pub struct Refused {
+    pub what: String,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the service answered {}: {}",
+            self.what, self.status, self.message
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Why a request gave up: its final answer, or the last network error.
 enum Failure {
     Status(StatusCode, String),
@@ -278,9 +298,11 @@ impl Api {
             Failure::Network(e) => {
                 anyhow::Error::new(e).context(format!("{what}: {} did not answer", self.base))
             }
-            Failure::Status(status, body) => {
-                anyhow::anyhow!("{what}: the service answered {status}: {}", messages(&body))
-            }
+            Failure::Status(status, body) => anyhow::Error::new(Refused {
+                what: what.to_owned(),
+                status,
+                message: messages(&body),
+            }),
         }
     }
 

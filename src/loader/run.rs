@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::client::{Api, Credentials, Retries};
+use super::client::{Api, Credentials, Refused, Retries};
 use super::identity::{Identity, LoadParts};
 use super::progress::{thousands, Counts, Progress};
 use super::report::{self, Report, CODE_REFUSED};
@@ -40,8 +40,8 @@ pub struct LoadOptions {
     pub batch_size: usize,
     /// `--map COLUMN=FIELD`, split.
     pub maps: Vec<(String, String)>,
-    /// CSV only.
-    pub delimiter: u8,
+    /// CSV only; a tab for a `.tsv` file and a comma otherwise when not given.
+    pub delimiter: Option<u8>,
     /// `FILE.failures.csv` beside the input when not given.
     pub report: Option<PathBuf>,
     /// Retries of one request before the load gives up.
@@ -238,7 +238,13 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Summary> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot open {}", path.display()))?
         .len();
-    let mut source = Source::open(path, format, &options.maps, options.delimiter)?;
+    let is_tsv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    let delimiter = options
+        .delimiter
+        .unwrap_or(if is_tsv { b'\t' } else { b',' });
+    let mut source = Source::open(path, format, &options.maps, delimiter)?;
     let job_name = options
         .job_name
         .clone()
@@ -443,7 +449,20 @@ impl Work<'_> {
         let batch_id = self
             .api
             .post_batch(self.job_id, &chunk.body, &key)
-            .with_context(|| format!("the batch from line {first_line} on"))?;
+            .map_err(|e| {
+                let hint = match e.downcast_ref::<Refused>().map(|r| r.status.as_u16()) {
+                    Some(422) => {
+                        " (the file changed since a load of the same name, size and start: \
+                         load it with another --job-name)"
+                    }
+                    Some(409) => {
+                        " (the job cannot take more batches: load the rest with another \
+                         --job-name)"
+                    }
+                    _ => "",
+                };
+                e.context(format!("the batch from line {first_line} on{hint}"))
+            })?;
         let Chunk { lines, bytes, .. } = chunk;
         let mut wait = POLL_FIRST;
         let mut warned = false;
