@@ -1,6 +1,6 @@
 //! The command line: `stockbatch [serve] [flags]` runs the service; `stockbatch user|client|
-//! retailer|api-key ...` manage accounts. Every flag can also come from the environment
-//! variable named beside it.
+//! retailer|api-key ...` manage accounts; `stockbatch load FILE` loads a feed through the
+//! API. Every flag can also come from the environment variable named beside it.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,6 +68,8 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Load a feed (CSV, NDJSON or a JSON array) through the API in batches, resumably.
+    Load(Box<LoadArgs>),
     /// Manage webhook subscriptions: `webhook create|list|delete|deliveries`.
     Webhook {
         #[command(flatten)]
@@ -77,6 +79,57 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+}
+
+/// `stockbatch load`. The client secret and the password are read from
+/// `STOCKBATCH_CLIENT_SECRET` and `STOCKBATCH_PASSWORD`, or asked for on the terminal:
+/// never from the command line, where other users of the machine could read them.
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// The feed: CSV with a header row, NDJSON, or one JSON array of InventoryPosts.
+    file: std::path::PathBuf,
+    /// The file's format (default: by its extension: .csv, .ndjson/.jsonl, .json).
+    #[arg(long, value_enum)]
+    format: Option<crate::loader::Format>,
+    /// The service, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, env = "STOCKBATCH_URL")]
+    url: String,
+    /// The OAuth client to log in with (its secret: `STOCKBATCH_CLIENT_SECRET`).
+    #[arg(long, env = "STOCKBATCH_CLIENT_ID")]
+    client_id: String,
+    /// Log in as this user (password: `STOCKBATCH_PASSWORD`); without it, as the client
+    /// itself (client_credentials: the client must be bound to the retailer).
+    #[arg(long, env = "STOCKBATCH_USERNAME")]
+    username: Option<String>,
+    /// The retailer whose job the records go to; records naming none get it.
+    #[arg(long)]
+    retailer: String,
+    /// The job's name (default: `load FILE-NAME`). Part of the load's identity: another
+    /// name makes another job.
+    #[arg(long)]
+    job_name: Option<String>,
+    /// Batches in flight at once (posted and not yet COMPLETE).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// CSV: read COLUMN as FIELD (an InventoryPost field, another name to keep it as, or
+    /// `-` to leave it out); JSON: rename a top-level key. Repeatable.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    maps: Vec<String>,
+    /// Records per batch.
+    #[arg(long, default_value_t = crate::loader::MAX_BATCH_RECORDS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=crate::loader::MAX_BATCH_RECORDS as i64))]
+    batch_size: u16,
+    /// CSV field delimiter: one ASCII character, or `tab` (default: a tab for .tsv files,
+    /// a comma otherwise).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Where the failure report goes (default: FILE.failures.csv beside the file).
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Retries of one request (429/503 after Retry-After, 5xx, network errors) before
+    /// the load stops.
+    #[arg(long, default_value_t = 20)]
+    max_retries: u32,
 }
 
 /// Where the key sealing webhook secrets comes from.
@@ -506,6 +559,7 @@ pub fn run() -> ExitCode {
             let access = Access::of(matches!(action, ApiKeyAction::Create { .. }));
             with_db(&db, access, |conn| manage_api_keys(conn, action))
         }
+        Some(Command::Load(args)) => return load_feed(*args),
         Some(Command::Webhook {
             db,
             sealing,
@@ -524,6 +578,84 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status of a load whose records were not all applied (the report says which).
+const EXIT_NOT_ALL_APPLIED: u8 = 1;
+/// Exit status of a load that could not start or stopped before the end of the file.
+const EXIT_LOAD_FAILED: u8 = 2;
+
+fn load_feed(args: LoadArgs) -> ExitCode {
+    let summary = load_options(args).and_then(|options| crate::loader::load(&options));
+    match summary {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.stopped.is_some() {
+                ExitCode::from(EXIT_LOAD_FAILED)
+            } else if summary.all_applied() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_NOT_ALL_APPLIED)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_LOAD_FAILED)
+        }
+    }
+}
+
+fn load_options(args: LoadArgs) -> anyhow::Result<crate::loader::LoadOptions> {
+    let delimiter = match args.delimiter.as_deref() {
+        None => None,
+        Some("tab" | "\\t" | "\t") => Some(b'\t'),
+        Some(d) if d.len() == 1 && d.is_ascii() => Some(d.as_bytes()[0]),
+        Some(d) => anyhow::bail!("--delimiter must be one ASCII character or tab, not '{d}'"),
+    };
+    let maps = crate::loader::parse_maps(&args.maps)?;
+    let client_secret = secret(
+        "STOCKBATCH_CLIENT_SECRET",
+        &format!("secret of client {}: ", args.client_id),
+    )?;
+    let user = match args.username {
+        Some(username) => {
+            let password = secret("STOCKBATCH_PASSWORD", &format!("password of {username}: "))?;
+            Some((username, password))
+        }
+        None => None,
+    };
+    Ok(crate::loader::LoadOptions {
+        file: args.file,
+        format: args.format,
+        url: args.url,
+        credentials: crate::loader::Credentials {
+            client_id: args.client_id,
+            client_secret,
+            user,
+        },
+        retailer: args.retailer,
+        job_name: args.job_name,
+        concurrency: usize::from(args.concurrency),
+        batch_size: usize::from(args.batch_size),
+        maps,
+        delimiter,
+        report: args.report,
+        max_retries: args.max_retries,
+    })
+}
+
+/// A secret from the environment variable `var`, or asked for on the terminal.
+fn secret(var: &str, prompt: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if let Ok(value) = std::env::var(var) {
+        if !value.is_empty() {
+            return Ok(value);
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no terminal to ask on: set {var}");
+    }
+    Ok(rpassword::prompt_password(prompt)?)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

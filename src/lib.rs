@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod executor;
+pub mod loader;
 pub mod metrics;
 pub mod notify;
 pub mod startup;

@@ -13,8 +13,10 @@
 //! service's memory; then posts StateSet relative adjustments (`POST /api/v1/inventory/batch`)
 //! from the same number of clients and one at a time to the idle service, checking every
 //! result against a model of the quantities, and checks the service's ledger; then does the
-//! same writes as the Fluent passes straight from Rust ("the limit") by several methods, and
-//! prints every figure. Exits non-zero if any check failed.
+//! same writes as the Fluent passes straight from Rust ("the limit") by several methods;
+//! loads a CSV of `--loader-rows` rows with the `stockbatch load` binary into a service of
+//! its own, and again to see it resume; and prints every figure. Exits non-zero if any
+//! check failed.
 
 #[path = "stockbatch-bench/api.rs"]
 mod api;
@@ -22,6 +24,8 @@ mod api;
 mod args;
 #[path = "stockbatch-bench/limit.rs"]
 mod limit;
+#[path = "stockbatch-bench/loader.rs"]
+mod loader;
 #[path = "stockbatch-bench/pass.rs"]
 mod pass;
 #[path = "stockbatch-bench/report.rs"]
@@ -100,12 +104,17 @@ fn run() -> anyhow::Result<bool> {
     stateset::verify_database(db.url(), &args, &adjust, &checks)?;
     drop(db);
 
+    let loaded = match args.loader_rows {
+        0 => None,
+        _ => Some(loader::run(&args, &exe, &checks)?),
+    };
     let limits = limit::run(&args, &checks)?;
     let report = report::build(
         &args,
         [&pass1, &pass2],
         &adjust,
         &limits,
+        loaded.as_ref(),
         api.authenticated(),
         &load_at_start,
     );

@@ -207,6 +207,15 @@ impl Api {
             .json()?)
     }
 
+    /// `GET path` as JSON.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        Ok(self
+            .send(&format!("GET {path}"), || self.http.get(&url))?
+            .value
+            .json()?)
+    }
+
     pub fn page(
         &self,
         job_id: &str,

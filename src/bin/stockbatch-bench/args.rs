@@ -52,8 +52,14 @@ pub struct Args {
     /// Items per StateSet adjustment batch (1..=1000).
     #[arg(long, default_value_t = 1000)]
     pub adjust_items: usize,
+    /// Rows of the CSV file `stockbatch load` loads in the loader pass (0: no loader pass).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub loader_rows: usize,
+    /// The loader's `--concurrency` (batches in flight).
+    #[arg(long, default_value_t = 4)]
+    pub loader_concurrency: usize,
     /// CI mode: 4 batches of 200 records from 2 clients, StateSet batches of 100 items,
-    /// every check still made.
+    /// a loader pass of 6000 rows, every check still made.
     #[arg(long)]
     pub smoke: bool,
 }
@@ -68,6 +74,7 @@ impl Args {
             args.clients = 2;
             args.repeats = 2;
             args.adjust_items = 100;
+            args.loader_rows = 6000;
         }
         anyhow::ensure!(
             (1..=5000).contains(&args.records),
@@ -82,6 +89,10 @@ impl Args {
         anyhow::ensure!(
             (1..=1000).contains(&args.adjust_items),
             "--adjust-items must be 1..=1000"
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&args.loader_concurrency),
+            "--loader-concurrency must be 1..=64"
         );
         Ok(args)
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::args::{Args, Db};
 use crate::limit::LimitRun;
+use crate::loader::LoaderStats;
 use crate::pass::PassStats;
 use crate::stateset::StateSetStats;
 
@@ -302,6 +303,7 @@ pub fn build(
     passes: [&PassStats; 2],
     stateset: &StateSetStats,
     limits: &[LimitRun],
+    loader: Option<&LoaderStats>,
     authenticated: bool,
     load_at_start: &str,
 ) -> Report {
@@ -437,6 +439,33 @@ pub fn build(
             "pass 2 (update)".to_owned(),
         ]
     };
+    let mut tables = vec![
+        Table {
+            title: "Service (HTTP, as retailer integrations use it)".into(),
+            header: pass_header("figure"),
+            rows: service,
+        },
+        stateset_table(args, stateset, passes[1]),
+        Table {
+            title: format!(
+                "The limit: the Fluent passes' writes (positions, ledger, results) straight from Rust, one transaction per {r} records, one connection"
+            ),
+            header: pass_header("method (records/s)"),
+            rows: limit_rows,
+        },
+        Table {
+            title: "Service against the limit".into(),
+            header: ["pass", "service records/s", "limit records/s", "service / limit"]
+                .map(String::from)
+                .to_vec(),
+            rows: ratio_rows,
+        },
+    ];
+    let mut notes = vec![rss_verdict(passes)];
+    if let Some(l) = loader {
+        tables.push(loader_table(l));
+        notes.push(format!("loader command: `{}`", l.command));
+    }
     Report {
         title: format!(
             "stockbatch benchmark, {}: {} batches x {} records ({} positions), {} clients",
@@ -457,29 +486,36 @@ pub fn build(
                 if authenticated { "yes" } else { "no (/oauth/token answered 404)" }
             ),
         ],
-        tables: vec![
-            Table {
-                title: "Service (HTTP, as retailer integrations use it)".into(),
-                header: pass_header("figure"),
-                rows: service,
-            },
-            stateset_table(args, stateset, passes[1]),
-            Table {
-                title: format!(
-                    "The limit: the Fluent passes' writes (positions, ledger, results) straight from Rust, one transaction per {r} records, one connection"
-                ),
-                header: pass_header("method (records/s)"),
-                rows: limit_rows,
-            },
-            Table {
-                title: "Service against the limit".into(),
-                header: ["pass", "service records/s", "limit records/s", "service / limit"]
-                    .map(String::from)
-                    .to_vec(),
-                rows: ratio_rows,
-            },
+        tables,
+        notes,
+    }
+}
+
+/// The loader pass: the load, then the same command again.
+fn loader_table(l: &LoaderStats) -> Table {
+    let row = |label: &str, f: &dyn Fn(&crate::loader::LoaderRun) -> String| {
+        vec![label.to_owned(), f(&l.first), f(&l.rerun)]
+    };
+    Table {
+        title: format!(
+            "The feed loader: `stockbatch load` (separate process) of a {}-row CSV ({} MiB), {} batches in flight, into a service of its own on a fresh database",
+            num(l.rows as f64),
+            mib(l.file_bytes / 1024),
+            l.concurrency
+        ),
+        header: ["figure", "load", "re-run (every batch replayed)"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            row("records/s (start of the process to its exit)", &|r| {
+                num(r.records_per_sec)
+            }),
+            row("wall time, s", &|r| format!("{:.2}", r.elapsed.as_secs_f64())),
+            row("peak RSS of the loader (ru_maxrss), MiB", &|r| {
+                mib(r.peak_rss_kib)
+            }),
+            row("CPU s, loader process", &|r| format!("{:.1}", r.cpu_secs)),
         ],
-        notes: vec![rss_verdict(passes)],
     }
 }
 
