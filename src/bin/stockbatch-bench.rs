@@ -91,11 +91,12 @@ fn run() -> anyhow::Result<bool> {
     };
     let passes = pass::run(&cx, 1).and_then(|p1| {
         let p2 = pass::run(&cx, 2)?;
-        Ok((p1, p2, stateset::run(&cx, &stateset_api)?))
+        let p3 = pass::run(&cx, 3)?;
+        Ok((p1, p2, p3, stateset::run(&cx, &stateset_api)?))
     });
     let log_tail = service.log_tail();
     let stopped = service.stop();
-    let (pass1, pass2, adjust) =
+    let (pass1, pass2, pass3, adjust) =
         passes.with_context(|| format!("the service's last log lines:\n{log_tail}"))?;
     let status = stopped?;
     checks.ensure(status.success(), || {
@@ -112,6 +113,7 @@ fn run() -> anyhow::Result<bool> {
     let report = report::build(
         &args,
         [&pass1, &pass2],
+        &pass3,
         &adjust,
         &limits,
         loaded.as_ref(),

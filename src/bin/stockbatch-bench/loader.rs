@@ -2,7 +2,7 @@
 //! the real `stockbatch load` binary as a child process into a service of its own on a
 //! fresh database (so the other passes' ledger checks stay exact); then loaded again,
 //! which the Idempotency-Keys turn into replays only. Measures records/s and the loader's
-//! peak RSS (wait4's `ru_maxrss`); checks every record applied and no batch posted twice.
+//! peak RSS (its `VmHWM`, sampled while it runs); checks every record applied and no batch posted twice.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -160,7 +160,7 @@ fn load_once(
         .stderr(File::create(&stderr_path)?)
         .spawn()
         .with_context(|| format!("cannot start {} load", exe.display()))?;
-    let (status, usage) = wait_with_usage(child.id())?;
+    let (status, usage, peak_rss_kib) = wait_with_usage(child.id())?;
     let elapsed = started.elapsed();
     let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -184,7 +184,7 @@ fn load_once(
         LoaderRun {
             elapsed,
             records_per_sec: rows / elapsed.as_secs_f64(),
-            peak_rss_kib: usage.ru_maxrss as u64,
+            peak_rss_kib,
             cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         },
         job_id,
@@ -195,21 +195,38 @@ fn seconds(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
-/// Waits for child `pid`: its exit code (or 128 + signal) and its resource usage.
-fn wait_with_usage(pid: u32) -> anyhow::Result<(i32, libc::rusage)> {
+/// Waits for child `pid`: its exit code (or 128 + signal), its resource usage, and its
+/// peak RSS in KiB. The peak is the loader's own `VmHWM`, sampled while it runs: the
+/// rusage `ru_maxrss` of a child also counts the memory of the benchmark it was forked from.
+fn wait_with_usage(pid: u32) -> anyhow::Result<(i32, libc::rusage, u64)> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value of that plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 writes only to the two pointers given, which outlive the call; the
-    // pid is our own child, not yet waited for.
-    let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    if waited < 0 {
-        return Err(std::io::Error::last_os_error()).context("wait4 on stockbatch load");
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+        // SAFETY: wait4 writes only to the two pointers given, which outlive the call; the
+        // pid is our own child, not yet waited for.
+        let waited =
+            unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+        if waited < 0 {
+            return Err(std::io::Error::last_os_error()).context("wait4 on stockbatch load");
+        }
+        if waited > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
     };
-    Ok((code, usage))
+    Ok((code, usage, peak_kib))
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

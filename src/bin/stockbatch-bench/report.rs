@@ -298,9 +298,53 @@ fn stateset_table(args: &Args, s: &StateSetStats, upsert: &PassStats) -> Table {
     }
 }
 
+/// Pass 3 (pass 2's records again) against pass 1: what Batch Pre-Processing saves.
+fn unchanged_table(created: &PassStats, unchanged: &PassStats) -> Table {
+    let ratio = unchanged.records_per_sec / created.records_per_sec;
+    let p50 = |p: &PassStats| ms(percentile(&p.post_latency, 50.0));
+    let executor = |p: &PassStats| match p.executor_ms.is_empty() {
+        true => "n/a".to_owned(),
+        false => percentile(&p.executor_ms, 50.0).to_string(),
+    };
+    Table {
+        title: "Batch Pre-Processing: pass 3 re-posts pass 2's records unchanged (every result `Inventory unchanged`)".into(),
+        header: ["figure", "pass 3 (unchanged)", "pass 1 (create)", "target"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            vec![
+                "throughput, records/s".into(),
+                num(unchanged.records_per_sec),
+                num(created.records_per_sec),
+                ">= 2 x pass 1".into(),
+            ],
+            vec![
+                "pass 3 / pass 1".into(),
+                format!("{ratio:.2}"),
+                String::new(),
+                format!(">= 2: {}", if ratio >= 2.0 { "met" } else { "missed" }),
+            ],
+            vec![
+                "POST latency p50, ms".into(),
+                p50(unchanged),
+                p50(created),
+                String::new(),
+            ],
+            vec![
+                "executor time per batch p50, ms".into(),
+                executor(unchanged),
+                executor(created),
+                String::new(),
+            ],
+        ],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     args: &Args,
     passes: [&PassStats; 2],
+    unchanged: &PassStats,
     stateset: &StateSetStats,
     limits: &[LimitRun],
     loader: Option<&LoaderStats>,
@@ -445,6 +489,7 @@ pub fn build(
             header: pass_header("figure"),
             rows: service,
         },
+        unchanged_table(passes[0], unchanged),
         stateset_table(args, stateset, passes[1]),
         Table {
             title: format!(
@@ -511,7 +556,7 @@ fn loader_table(l: &LoaderStats) -> Table {
                 num(r.records_per_sec)
             }),
             row("wall time, s", &|r| format!("{:.2}", r.elapsed.as_secs_f64())),
-            row("peak RSS of the loader (ru_maxrss), MiB", &|r| {
+            row("peak RSS of the loader (VmHWM), MiB", &|r| {
                 mib(r.peak_rss_kib)
             }),
             row("CPU s, loader process", &|r| format!("{:.1}", r.cpu_secs)),

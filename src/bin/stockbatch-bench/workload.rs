@@ -19,12 +19,16 @@ pub const LOCATIONS: usize = 20;
 /// What pass 2 adds to each position's pass-1 quantity.
 pub const UPDATE_DELTA: i64 = 7;
 
-/// The message every record gets in pass 1 (positions created) and pass 2 (updated).
+/// Pass 3 re-posts pass 2's records as they are: Batch Pre-Processing answers each so.
+pub const UNCHANGED: &str = "Inventory unchanged";
+
+/// The message every record gets in pass 1 (positions created), pass 2 (updated) and
+/// pass 3 (the same snapshot again: unchanged).
 pub fn expected_message(pass: u8) -> &'static str {
-    if pass == 1 {
-        CREATED
-    } else {
-        UPDATED
+    match pass {
+        1 => CREATED,
+        2 => UPDATED,
+        _ => UNCHANGED,
     }
 }
 
