@@ -7,12 +7,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::principal::require;
-use crate::api::support::{blocking, parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::api::support::{
+    blocking, parse_id, require_json, rfc3339, with_conn, AppState, Listing, PageQuery,
+};
 use crate::auth::{Permission, Principal};
 use crate::db::models::{Delivery, WebhookSubscription, DELIVERY_FAILED, EMAIL_NOT_SENT};
 use crate::db::{notifications, write_transaction, DbConnection};
@@ -82,20 +84,6 @@ impl From<Delivery> for DeliveryView {
             delivered_on: d.delivered_on.map(rfc3339),
         }
     }
-}
-
-#[derive(Serialize)]
-struct Listing<T> {
-    start: i64,
-    count: i64,
-    total: i64,
-    results: Vec<T>,
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    start: Option<i64>,
-    count: Option<i64>,
 }
 
 /// `POST /api/v4.1/webhooks`: 201 with the subscription and its secret, shown only here;
@@ -278,10 +266,9 @@ fn find(
     id: i64,
 ) -> Result<WebhookSubscription, ApiError> {
     notifications::find_subscription(conn, id)?
-        .filter(|s| match (&principal.retailer_id, &s.retailer_id) {
-            (None, _) => true,
-            (Some(own), Some(of)) => own == of,
-            (Some(_), None) => false,
+        .filter(|s| match &s.retailer_id {
+            Some(of) => principal.sees(of),
+            None => principal.retailer_id.is_none(),
         })
         .ok_or_else(|| ApiError::NotFound(format!("webhook {id} not found")))
 }

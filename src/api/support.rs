@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
+use serde::{Deserialize, Serialize};
 
 use super::body::BodyBudget;
 use super::error::ApiError;
@@ -15,6 +16,7 @@ use crate::auth::hasher::Hasher;
 use crate::auth::secrets::VerifiedSecrets;
 use crate::auth::TokenSettings;
 use crate::db::{DbConnection, DbPool, PooledConn, WriteGate};
+use crate::domain::paging::Page;
 use crate::executor::{Completions, Wakeup};
 use crate::notify::{Outbox, Sealer};
 
@@ -247,4 +249,36 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
         actix_web::http::StatusCode::NOT_FOUND,
         [format!("no route for {} {}", req.method(), req.path())],
     )
+}
+
+/// `?start=&count=` of a paged route (checked by [`Page::from_query`]).
+#[derive(Deserialize)]
+pub struct PageQuery {
+    pub start: Option<i64>,
+    pub count: Option<i64>,
+}
+
+/// A page of a listing, as every list route answers it: the page asked for, how many
+/// items match, and this page's items.
+#[derive(Serialize)]
+pub struct Listing<T> {
+    pub start: i64,
+    pub count: i64,
+    pub total: i64,
+    pub results: Vec<T>,
+}
+
+impl<T> Listing<T> {
+    pub fn of(page: Page, total: i64, results: Vec<T>) -> Self {
+        Listing {
+            start: page.start,
+            count: page.count,
+            total,
+            results,
+        }
+    }
+
+    pub fn empty(page: Page) -> Self {
+        Listing::of(page, 0, Vec::new())
+    }
 }

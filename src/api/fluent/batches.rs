@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::jobs::{find_visible_job, IdResponse};
 use crate::api::body::Body;
@@ -15,6 +15,7 @@ use crate::api::notifications::EmailView;
 use crate::api::principal::require;
 use crate::api::support::{
     blocking, check_queue, parse_id, require_json, rfc3339, with_conn, ApiSettings, AppState,
+    PageQuery,
 };
 use crate::auth::{Permission, Principal};
 use crate::db::models::{Batch, Job, NewBatch, COMPLETE, FLUENT, PENDING};
@@ -25,12 +26,6 @@ use crate::domain::keys::KeyBox;
 use crate::domain::paging::Page;
 use crate::executor::HEARTBEAT_INTERVAL;
 use crate::notify::Outbox;
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    start: Option<i64>,
-    count: Option<i64>,
-}
 
 /// What a batch's view needs beside the batch.
 pub struct ViewContext {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
 use crate::api::principal::require;
-use crate::api::support::{rfc3339, with_conn, AppState};
+use crate::api::support::{rfc3339, with_conn, AppState, Listing};
 use crate::auth::{Permission, Principal};
 use crate::db::positions::{list_positions as query_positions, PositionFilter};
 use crate::domain::paging::Page;
@@ -19,14 +19,6 @@ pub struct InventoryQuery {
     location_ref: Option<String>,
     start: Option<i64>,
     count: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct InventoryPage {
-    start: i64,
-    count: i64,
-    total: i64,
-    results: Vec<PositionResponse>,
 }
 
 #[derive(Serialize)]
@@ -70,7 +62,7 @@ pub async fn list_positions(
         [&query.retailer_id, &query.sku_ref, &query.location_ref],
         query.retailer_id.clone(),
     ) else {
-        return Ok(HttpResponse::Ok().json(empty_page(page)));
+        return Ok(HttpResponse::Ok().json(Listing::<PositionResponse>::empty(page)));
     };
     let filter = PositionFilter {
         retailer_id,
@@ -81,9 +73,7 @@ pub async fn list_positions(
         Ok(query_positions(conn, &filter, page.offset(), page.count)?)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(InventoryPage {
-        start: page.start,
-        count: page.count,
+    Ok(HttpResponse::Ok().json(Listing {
         total,
         results: positions
             .into_iter()
@@ -115,6 +105,7 @@ pub async fn list_positions(
                     .collect(),
             })
             .collect(),
+        ..Listing::empty(page)
     }))
 }
 
@@ -136,14 +127,5 @@ pub(super) fn visible_retailer(
         (None, asked) => Some(asked),
         (Some(own), Some(asked)) if asked != *own => None,
         (Some(own), _) => Some(Some(own.clone())),
-    }
-}
-
-fn empty_page(page: Page) -> InventoryPage {
-    InventoryPage {
-        start: page.start,
-        count: page.count,
-        total: 0,
-        results: Vec::new(),
     }
 }

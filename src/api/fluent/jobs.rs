@@ -11,7 +11,7 @@ use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::idempotency::{create_once, request_key, stored_response, Made};
 use crate::api::principal::require;
-use crate::api::support::{parse_id, require_json, rfc3339, with_conn, AppState};
+use crate::api::support::{parse_id, require_json, rfc3339, with_conn, AppState, Listing};
 use crate::api::ErrorEntry;
 use crate::auth::{Permission, Principal};
 use crate::db::jobs::{BatchTally, JobFilter};
@@ -230,14 +230,6 @@ pub struct JobListQuery {
     count: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct JobPage {
-    start: i64,
-    count: i64,
-    total: i64,
-    results: Vec<JobSummary>,
-}
-
 /// A job as the dashboard lists it: its batches and records added up.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -298,18 +290,12 @@ pub async fn list_jobs(
             )))
         }
     };
-    let empty = || JobPage {
-        start: page.start,
-        count: page.count,
-        total: 0,
-        results: Vec::new(),
-    };
     let Some(retailer_id) = visible_retailer(
         &principal,
         [&query.retailer_id, &None, &None],
         query.retailer_id.clone(),
     ) else {
-        return Ok(HttpResponse::Ok().json(empty()));
+        return Ok(HttpResponse::Ok().json(Listing::<JobSummary>::empty(page)));
     };
     let filter = JobFilter { retailer_id, open };
     let now = Utc::now().naive_utc();
@@ -320,13 +306,13 @@ pub async fn list_jobs(
         Ok((jobs, total, tallies))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(JobPage {
+    Ok(HttpResponse::Ok().json(Listing {
         total,
         results: jobs
             .into_iter()
             .map(|job| summarize(job, &tallies, now))
             .collect(),
-        ..empty()
+        ..Listing::empty(page)
     }))
 }
 

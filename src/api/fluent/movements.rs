@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::inventory::visible_retailer;
 use crate::api::error::ApiError;
 use crate::api::principal::require;
-use crate::api::support::{rfc3339, with_conn, AppState};
+use crate::api::support::{rfc3339, with_conn, AppState, Listing};
 use crate::auth::{Permission, Principal};
 use crate::db::movements::{list_movements as query_movements, MovementFilter};
 use crate::domain::paging::Page;
@@ -20,14 +20,6 @@ pub struct MovementQuery {
     location_ref: Option<String>,
     start: Option<i64>,
     count: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct MovementPage {
-    start: i64,
-    count: i64,
-    total: i64,
-    results: Vec<MovementResponse>,
 }
 
 #[derive(Serialize)]
@@ -56,18 +48,12 @@ pub async fn list_movements(
     require(&principal, Permission::InventoryView)?;
     let query = query.into_inner();
     let page = Page::from_query(query.start, query.count).map_err(ApiError::BadRequest)?;
-    let empty = || MovementPage {
-        start: page.start,
-        count: page.count,
-        total: 0,
-        results: Vec::new(),
-    };
     let Some(retailer_id) = visible_retailer(
         &principal,
         [&query.retailer_id, &query.sku_ref, &query.location_ref],
         query.retailer_id.clone(),
     ) else {
-        return Ok(HttpResponse::Ok().json(empty()));
+        return Ok(HttpResponse::Ok().json(Listing::<MovementResponse>::empty(page)));
     };
     let filter = MovementFilter {
         retailer_id,
@@ -78,7 +64,7 @@ pub async fn list_movements(
         Ok(query_movements(conn, &filter, page.offset(), page.count)?)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(MovementPage {
+    Ok(HttpResponse::Ok().json(Listing {
         total,
         results: rows
             .into_iter()
@@ -98,6 +84,6 @@ pub async fn list_movements(
                 created_on: rfc3339(m.created_on),
             })
             .collect(),
-        ..empty()
+        ..Listing::empty(page)
     }))
 }
