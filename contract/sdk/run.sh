@@ -40,23 +40,10 @@ CC_CLIENT=sdk-cc
 STORY_TIMEOUT=${SDK_STORY_TIMEOUT:-50}
 
 TMP=$(mktemp -d)
-SERVER_PID=
 PG_DB=
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "sdk: the server did not stop within 10 s of SIGTERM; killing it" >&2
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-        fi
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
+LABEL=sdk
+# shellcheck source=contract/server.sh
+. "$ROOT/contract/server.sh"
 drop_pg() {
     if [ -n "$PG_DB" ]; then
         timeout 20 psql "$PG_ADMIN_URL" -q -v ON_ERROR_STOP=1 \
@@ -90,31 +77,14 @@ mkdir -p "$OUT"
 run_backend() {
     local name=$1 db=$2 log=$OUT/$1-server.log base= cc_secret= cc_error= out
     step "$name: start the server"
-    STOCKBATCH_ADMIN_USERNAME=$ADMIN STOCKBATCH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-        STOCKBATCH_CLIENT_ID=$CLIENT_ID STOCKBATCH_CLIENT_SECRET=$CLIENT_SECRET \
-        STOCKBATCH_TOKEN_TTL_SECS=$TTL STOCKBATCH_REFRESH_TOKEN_TTL_SECS=$REFRESH_TTL RUST_LOG=info \
-        "$BIN" serve --database-url "$db" --bind 127.0.0.1:0 >"$log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 200); do
-        base=$(sed -nE 's/.*listening on (http:\/\/[0-9.:]+).*/\1/p' "$log" | head -n1)
-        if [ -n "$base" ] && curl -sf --max-time 2 "$base/health" >/dev/null; then
-            break
-        fi
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            cat "$log"
-            echo "sdk: FAILED ($name): the server exited at start" >&2
-            SERVER_PID=
-            return 1
-        fi
-        base=
-        sleep 0.1
-    done
-    if [ -z "$base" ]; then
-        tail -n 50 "$log"
-        echo "sdk: FAILED ($name): the server did not answer /health within 20 s" >&2
-        stop_server
+    if ! start_server "$log" "$db" STOCKBATCH_ADMIN_USERNAME="$ADMIN" \
+        STOCKBATCH_ADMIN_PASSWORD="$ADMIN_PASSWORD" STOCKBATCH_CLIENT_ID="$CLIENT_ID" \
+        STOCKBATCH_CLIENT_SECRET="$CLIENT_SECRET" STOCKBATCH_TOKEN_TTL_SECS="$TTL" \
+        STOCKBATCH_REFRESH_TOKEN_TTL_SECS="$REFRESH_TTL"; then
+        echo "sdk: FAILED ($name): $SERVER_START_ERROR" >&2
         return 1
     fi
+    base=$SERVER_BASE
     echo "server at $base (log: $log)"
 
     step "$name: a user of retailer $RETAILER and a client bound to it"

@@ -36,22 +36,9 @@ OTHER_RETAILER=198
 STORY_TIMEOUT=${UI_STORY_TIMEOUT:-120}
 
 TMP=$(mktemp -d)
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "ui: the server did not stop within 10 s of SIGTERM; killing it" >&2
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-        fi
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
+LABEL=ui
+# shellcheck source=contract/server.sh
+. "$ROOT/contract/server.sh"
 cleanup() {
     stop_server
     rm -rf "$TMP"
@@ -92,25 +79,10 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.png
 DB="sqlite://$TMP/ui.db"
 LOG=$OUT/server.log
-STOCKBATCH_ADMIN_USERNAME=$ADMIN STOCKBATCH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-    STOCKBATCH_CLIENT_ID=$CLIENT_ID STOCKBATCH_CLIENT_SECRET=$CLIENT_SECRET RUST_LOG=info \
-    "$BIN" serve --database-url "$DB" --bind 127.0.0.1:0 >"$LOG" 2>&1 &
-SERVER_PID=$!
-BASE=
-for _ in $(seq 1 200); do
-    BASE=$(sed -nE 's/.*listening on (http:\/\/[0-9.:]+).*/\1/p' "$LOG" | head -n1)
-    if [ -n "$BASE" ] && curl -sf --max-time 2 "$BASE/health" >/dev/null; then
-        break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        cat "$LOG"
-        SERVER_PID=
-        fail "the server exited at start"
-    fi
-    BASE=
-    sleep 0.1
-done
-[ -n "$BASE" ] || { tail -n 50 "$LOG"; fail "the server did not answer /health within 20 s"; }
+start_server "$LOG" "$DB" STOCKBATCH_ADMIN_USERNAME="$ADMIN" \
+    STOCKBATCH_ADMIN_PASSWORD="$ADMIN_PASSWORD" STOCKBATCH_CLIENT_ID="$CLIENT_ID" \
+    STOCKBATCH_CLIENT_SECRET="$CLIENT_SECRET" || fail "$SERVER_START_ERROR"
+BASE=$SERVER_BASE
 echo "server at $BASE (log: $LOG)"
 
 step "a user of retailer $OTHER_RETAILER"
