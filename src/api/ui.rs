@@ -58,8 +58,7 @@ fn etag(index: usize) -> &'static str {
             .iter()
             .map(|a| {
                 let digest = Sha256::digest(a.body);
-                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-                format!("\"{hex}\"")
+                format!("\"{}\"", crate::auth::secrets::hex(&digest[..12]))
             })
             .collect()
     })[index]

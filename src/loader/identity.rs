@@ -58,13 +58,8 @@ impl Identity {
             digest.update((part.len() as u64).to_be_bytes());
             digest.update(part.as_bytes());
         }
-        let hex: String = digest
-            .finalize()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Identity { id: hex })
+        let id = crate::auth::secrets::hex(&digest.finalize()[..16]);
+        Ok(Identity { id })
     }
 
     pub fn id(&self) -> &str {

@@ -50,7 +50,7 @@ pub fn new_event_id() -> String {
     OsRng.fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::auth::secrets::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],

@@ -22,8 +22,7 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 /// The `Stockbatch-Signature` value for `body` sent at `timestamp`.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let tag = mac(secret, timestamp, body).finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v1={hex}")
+    format!("v1={}", crate::auth::secrets::hex(&tag))
 }
 
 /// Whether `signature` is `body`'s at `timestamp` under `secret` (in constant time).
