@@ -26,6 +26,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How long a client may take to send a request head (actix-web's default, answered by 408).
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle keep-alive connection stays open (actix-web's default).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// How long our own HTTP clients (the loader, the benchmark) keep an idle connection: well
+/// under [`KEEP_ALIVE`], so they never reuse one the server is closing at that moment.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to deliver its last bytes (actix-web's default).
 pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a graceful shutdown waits for workers to finish their requests.
@@ -78,6 +83,7 @@ where
                         let shutdown = shutdown.clone();
                         async move { shutdown.notified().await }
                     })
+                    .keep_alive(KEEP_ALIVE)
                     .client_request_timeout(client_request_timeout)
                     .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                     .local_addr(addr)

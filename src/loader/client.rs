@@ -15,6 +15,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::api::http_io::CLIENT_IDLE_TIMEOUT;
+
 /// How the loader logs in: as a user of the client (password grant), or as the client
 /// itself when it is bound to a retailer (client_credentials grant).
 #[derive(Clone)]
@@ -147,6 +149,7 @@ impl Api {
     pub fn connect(base: &str, credentials: Credentials, max_retries: u32) -> anyhow::Result<Api> {
         let http = Client::builder()
             .timeout(Duration::from_secs(300))
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .user_agent(concat!("stockbatch-load/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot set up the HTTP client")?;

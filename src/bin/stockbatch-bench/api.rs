@@ -7,6 +7,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
+use stockbatch::api::http_io::CLIENT_IDLE_TIMEOUT;
 
 use crate::service::Credentials;
 
@@ -92,6 +93,7 @@ impl Api {
     pub fn connect(base: &str, creds: &Credentials) -> anyhow::Result<Api> {
         let http = Client::builder()
             .timeout(Duration::from_secs(300))
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .build()?;
         let response = http
             .post(format!("{base}/oauth/token"))
