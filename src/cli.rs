@@ -538,6 +538,7 @@ impl ServeArgs {
 /// Parses the command line and runs what it asks for.
 pub fn run() -> ExitCode {
     crate::startup::return_large_allocations();
+    crate::db::configure_sqlite();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -48,6 +48,8 @@ use crate::service::{Credentials, FreshDb, Service};
 use crate::workload::{Checks, EntityIds};
 
 fn main() -> ExitCode {
+    // As the service does, so the limit runs SQLite with the same settings.
+    stockbatch::db::configure_sqlite();
     match run() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

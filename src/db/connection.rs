@@ -107,6 +107,24 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
+/// Sets SQLite up for the pool: multi-thread mode, as a pooled connection is only ever used
+/// by the one thread holding it, so the default serialized mode's lock around every call
+/// (each bind, each step) buys nothing; and no memory statistics, which take a global lock
+/// on every allocation. Call it first thing in `main`, before any other thread starts:
+/// `sqlite3_config` must not run beside other SQLite calls. Once SQLite is initialized it
+/// refuses, and SQLite keeps its defaults, which are only slower.
+pub fn configure_sqlite() {
+    use libsqlite3_sys::{sqlite3_config, SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD};
+    // SAFETY: called before other threads exist (see above); each call only sets an option,
+    // and returns SQLITE_MISUSE when SQLite is already initialized.
+    let rc = unsafe {
+        sqlite3_config(SQLITE_CONFIG_MULTITHREAD) | sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0)
+    };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        log::debug!("SQLite keeps its default threading mode (sqlite3_config returned {rc})");
+    }
+}
+
 /// Adds libpq settings so a PostgreSQL that stops answering — packets dropped, not
 /// refused — turns into errors within about `timeout` instead of hangs: a connect timeout,
 /// `tcp_user_timeout` for unacknowledged data, keepalives for idle connections, and on the

@@ -20,8 +20,8 @@ pub mod tokens;
 mod write_gate;
 
 pub use connection::{
-    build_pool, check_schema, run_migrations, with_network_timeouts, write_transaction, Backend,
-    ConnectionManager, DbConnection, DbPool, PooledConn,
+    build_pool, check_schema, configure_sqlite, run_migrations, with_network_timeouts,
+    write_transaction, Backend, ConnectionManager, DbConnection, DbPool, PooledConn,
 };
 pub use sql::ladder_chunks;
 pub use write_gate::WriteGate;
