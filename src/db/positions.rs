@@ -20,12 +20,11 @@ const SQLITE_CHUNKS: &[usize] = &[128, 16, 1];
 
 #[derive(QueryableByName)]
 struct StockRow {
+    /// Which of the keys looked up it is.
+    #[diesel(sql_type = BigInt)]
+    key_index: i64,
     #[diesel(sql_type = BigInt)]
     id: i64,
-    #[diesel(sql_type = Text)]
-    location_ref: String,
-    #[diesel(sql_type = Text)]
-    sku_ref: String,
     #[diesel(sql_type = BigInt)]
     qty: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -47,7 +46,7 @@ struct StockRow {
 }
 
 impl StockRow {
-    fn into_stock(self) -> (PositionKey, Stock) {
+    fn into_stock(self, keys: &[PositionKey]) -> (PositionKey, Stock) {
         let stock = Stock {
             id: Some(self.id),
             qty: self.qty,
@@ -60,22 +59,29 @@ impl StockRow {
             attributes: self.attributes,
             extra: self.extra,
         };
-        ((self.location_ref, self.sku_ref), stock)
+        (keys[self.key_index as usize].clone(), stock)
     }
 }
 
-const STOCK_COLUMNS: &str = "p.id, p.location_ref, p.sku_ref, p.qty, p.corrected_qty, \
-    p.reserved_qty, p.inventory_id, p.reference, p.inventory_type, p.status, p.attributes, \
-    p.extra";
+/// The stored fields; rows name their key by its index among those looked up, so the keys'
+/// text is not read back.
+const STOCK_COLUMNS: &str = "p.id, p.qty, p.corrected_qty, p.reserved_qty, p.inventory_id, \
+    p.reference, p.inventory_type, p.status, p.attributes, p.extra";
 
 struct KeyRow<'a> {
     retailer: &'a str,
     key: &'a PositionKey,
+    index: i64,
 }
 
 impl SqliteRow for KeyRow<'_> {
     fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        bind_values!(out, Text => &self.retailer, Text => &self.key.0, Text => &self.key.1)
+        bind_values!(out,
+            Text => &self.retailer,
+            Text => &self.key.0,
+            Text => &self.key.1,
+            BigInt => &self.index,
+        )
     }
 }
 
@@ -87,12 +93,19 @@ pub fn load_positions(
 ) -> QueryResult<Vec<(PositionKey, Stock)>> {
     let rows: Vec<StockRow> = match conn {
         DbConnection::Sqlite(c) => {
-            let head = format!("SELECT {STOCK_COLUMNS} FROM (VALUES");
+            let head = format!("SELECT k.column4 AS key_index, {STOCK_COLUMNS} FROM (VALUES");
             let tail = ") AS k JOIN inventory_positions p ON p.retailer_id = k.column1 \
                 AND p.location_ref = k.column2 AND p.sku_ref = k.column3";
-            let keys: Vec<KeyRow> = keys.iter().map(|key| KeyRow { retailer, key }).collect();
+            let key_rows: Vec<KeyRow> = (0..)
+                .zip(keys)
+                .map(|(index, key)| KeyRow {
+                    retailer,
+                    key,
+                    index,
+                })
+                .collect();
             let mut rows = Vec::with_capacity(keys.len());
-            for chunk in ladder_chunks(&keys, SQLITE_CHUNKS) {
+            for chunk in ladder_chunks(&key_rows, SQLITE_CHUNKS) {
                 let statement = SqliteRows {
                     head: &head,
                     now: None,
@@ -106,7 +119,8 @@ pub fn load_positions(
         // One index lookup per key, whatever the planner's statistics say: a plain join
         // on a table not analysed yet (autovacuum off, or just loaded) reads every position.
         DbConnection::Pg(c) => sql_query(format!(
-            "SELECT {STOCK_COLUMNS} FROM UNNEST($2::text[], $3::text[]) AS k(l, s) \
+            "SELECT k.i - 1 AS key_index, {STOCK_COLUMNS} \
+             FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(l, s, i) \
              CROSS JOIN LATERAL (SELECT * FROM inventory_positions q WHERE q.retailer_id = $1 \
              AND q.location_ref = k.l AND q.sku_ref = k.s LIMIT 1) p"
         ))
@@ -115,7 +129,7 @@ pub fn load_positions(
         .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
         .load(c)?,
     };
-    Ok(rows.into_iter().map(StockRow::into_stock).collect())
+    Ok(rows.into_iter().map(|row| row.into_stock(keys)).collect())
 }
 
 /// Of `skus`, those with at least one position of `retailer`.

@@ -227,9 +227,9 @@ pub const UNCHANGED: &str = "Inventory unchanged";
 /// that would change nothing on an existing position writes nothing and moves nothing.
 pub fn upsert(view: &mut View, record: &InventoryRecord, preprocess: bool) -> Applied {
     let key = (record.location_ref.clone(), record.sku_ref.clone());
-    let before = view.position(&key).cloned();
-    let previous = before.as_ref().map_or(0, |s| s.qty);
-    let mut stock = before.clone().unwrap_or_else(|| Stock::new(record.qty));
+    let before = view.position(&key);
+    let (existed, previous) = (before.is_some(), before.map_or(0, |s| s.qty));
+    let mut stock = before.cloned().unwrap_or_else(|| Stock::new(record.qty));
     stock.qty = record.qty;
     let keep = |given: &Option<String>, stored: &mut Option<String>| {
         if given.is_some() {
@@ -250,11 +250,11 @@ pub fn upsert(view: &mut View, record: &InventoryRecord, preprocess: bool) -> Ap
         stock.extra = Some(merged_fields(stock.extra.as_deref(), extra));
     }
     stock.inventory_type.clone_from(&record.inventory_type);
-    let unchanged = preprocess && before.as_ref() == Some(&stock);
-    let message = match (&before, unchanged) {
+    let unchanged = preprocess && view.position(&key) == Some(&stock);
+    let message = match (existed, unchanged) {
         (_, true) => UNCHANGED,
-        (Some(_), false) => UPDATED,
-        (None, false) => CREATED,
+        (true, false) => UPDATED,
+        (false, false) => CREATED,
     };
     let movements = if unchanged {
         Vec::new()
