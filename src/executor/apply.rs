@@ -329,7 +329,7 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
 const PARALLEL_CHECK_ITEMS: usize = 1000;
 
 /// `check` of every item, in order; the second half on a thread of its own when the batch
-/// is large.
+/// is large (and on this one should no thread be available).
 fn check_in_parallel<F>(raw: &[&RawValue], check: F) -> Vec<Checked>
 where
     F: Fn(&RawValue) -> Checked + Sync,
@@ -340,13 +340,20 @@ where
     let (first, second) = raw.split_at(raw.len() / 2);
     let check = &check;
     std::thread::scope(|scope| {
-        let second = scope.spawn(move || second.iter().map(|r| check(r)).collect::<Vec<_>>());
+        let helper = std::thread::Builder::new()
+            .name("executor-check".into())
+            .spawn_scoped(scope, move || {
+                second.iter().map(|r| check(r)).collect::<Vec<_>>()
+            });
         let mut checked: Vec<Checked> = first.iter().map(|r| check(r)).collect();
-        checked.extend(
-            second
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        );
+        match helper {
+            Ok(helper) => checked.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            ),
+            Err(_) => checked.extend(second.iter().map(|r| check(r))),
+        }
         checked
     })
 }
