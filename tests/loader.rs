@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use stockbatch::auth::accounts::{self, ClientBinding};
 use stockbatch::auth::Permission;
+use stockbatch::executor::{Executor, ExecutorConfig};
 
 const RETAILER: &str = "77";
 
@@ -401,10 +402,13 @@ fn a_file_of_several_chunks_in_flight_at_once(backend: Backend) {
 }
 
 /// The queue full (429, Retry-After) and tokens that expire midway slow the load down
-/// but do not stop it.
+/// but do not stop it. The service only accepts (one queued batch per retailer) and the test
+/// applies one batch every 1.5 s, so the loader's second batch in flight always meets a full
+/// queue and the load outlives its 2 s tokens.
 #[test]
 fn back_pressure_and_expired_tokens_are_waited_out() {
     let mut app = TestApp::spawn_with(TestDb::new(Backend::Sqlite), |config| {
+        config.role = stockbatch::Role::Api;
         config.api.queue_limits.batches_per_retailer = 1;
         config.tokens.access_ttl = Duration::from_secs(2);
     });
@@ -414,7 +418,24 @@ fn back_pressure_and_expired_tokens_are_waited_out() {
         text += &format!("P-{i},L1,{i}\n");
     }
     let feed = write_file(dir.path(), "feed.csv", &text);
-    let run = load(&app, &feed, &["--batch-size", "100", "--concurrency", "2"]);
+    let mut child = load_command(&app, &feed, &["--batch-size", "100", "--concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stockbatch load");
+    let executor = Executor::new(
+        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
+        ExecutorConfig::default(),
+        stockbatch::db::WriteGate::default(),
+        stockbatch::executor::Completions::default(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the load did not finish");
+        std::thread::sleep(Duration::from_millis(1500));
+        executor.run_once().unwrap();
+    }
+    let run = Loaded::of(child.wait_with_output().unwrap());
     assert_eq!(run.code, 0, "{run}");
     assert!(run.stdout.contains("400 applied"), "{run}");
     let waited = run.stdout.split("the service asked to wait ").nth(1);
