@@ -271,16 +271,7 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
     let raw: Vec<&RawValue> =
         serde_json::from_str(entities).context("stored records are not a JSON array")?;
     let (checked, options) = if batch.api == FLUENT {
-        let checked = check_in_parallel(&raw, |r| match check_record(r, &batch.retailer_id) {
-            Ok(record) => Checked::Record(record),
-            Err(e) => Checked::Invalid {
-                refusal: Refusal {
-                    code: e.response_code,
-                    message: e.message,
-                },
-                entity_ref: e.entity_ref,
-            },
-        });
+        let checked = check_in_parallel(&raw, |r| check_fluent(r, &batch.retailer_id));
         let options = Options {
             validate_only: false,
             continue_on_error: true,
@@ -321,6 +312,20 @@ fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<
         stopped,
         counts,
     })
+}
+
+/// A Fluent record of a batch of `retailer`, after its checks.
+fn check_fluent(raw: &RawValue, retailer: &str) -> Checked {
+    match check_record(raw, retailer) {
+        Ok(record) => Checked::Record(record),
+        Err(e) => Checked::Invalid {
+            refusal: Refusal {
+                code: e.response_code,
+                message: e.message,
+            },
+            entity_ref: e.entity_ref,
+        },
+    }
 }
 
 /// Batches with at least this many items are checked on two threads: checking is a tenth
@@ -745,17 +750,7 @@ mod tests {
             .iter()
             .map(|t| serde_json::from_str(t).unwrap())
             .collect();
-        let check = |r: &RawValue| match check_record(r, "1") {
-            Ok(record) => Checked::Record(record),
-            Err(e) => Checked::Invalid {
-                refusal: Refusal {
-                    code: e.response_code,
-                    message: e.message,
-                },
-                entity_ref: e.entity_ref,
-            },
-        };
-        let checked = check_in_parallel(&raw, check);
+        let checked = check_in_parallel(&raw, |r| check_fluent(r, "1"));
         assert_eq!(checked.len(), 2501);
         for (i, item) in checked.iter().enumerate() {
             match item {
