@@ -228,7 +228,7 @@ pub const UNCHANGED: &str = "Inventory unchanged";
 pub fn upsert(view: &mut View, record: &InventoryRecord, preprocess: bool) -> Applied {
     let key = (record.location_ref.clone(), record.sku_ref.clone());
     let before = view.position(&key);
-    let (existed, previous) = (before.is_some(), before.map_or(0, |s| s.qty));
+    let previous = before.map_or(0, |s| s.qty);
     let mut stock = before.cloned().unwrap_or_else(|| Stock::new(record.qty));
     stock.qty = record.qty;
     let keep = |given: &Option<String>, stored: &mut Option<String>| {
@@ -250,11 +250,11 @@ pub fn upsert(view: &mut View, record: &InventoryRecord, preprocess: bool) -> Ap
         stock.extra = Some(merged_fields(stock.extra.as_deref(), extra));
     }
     stock.inventory_type.clone_from(&record.inventory_type);
-    let unchanged = preprocess && view.position(&key) == Some(&stock);
-    let message = match (existed, unchanged) {
+    let unchanged = preprocess && before == Some(&stock);
+    let message = match (before, unchanged) {
         (_, true) => UNCHANGED,
-        (true, false) => UPDATED,
-        (false, false) => CREATED,
+        (Some(_), false) => UPDATED,
+        (None, false) => CREATED,
     };
     let movements = if unchanged {
         Vec::new()
