@@ -12,7 +12,7 @@ use common::*;
 use process::{numbers, Service};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use stockbatch::executor::{Executor, ExecutorConfig, Step};
+use stockbatch::executor::Step;
 
 const RETAILER: &str = "197";
 
@@ -27,14 +27,7 @@ fn queue_only(backend: Backend, adjust: impl FnOnce(&mut stockbatch::Config)) ->
 
 /// Runs the oldest runnable batch, as an executor would.
 fn run_one(app: &TestApp) -> Step {
-    Executor::new(
-        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
-        ExecutorConfig::default(),
-        stockbatch::db::WriteGate::default(),
-        stockbatch::executor::Completions::default(),
-    )
-    .run_once()
-    .unwrap()
+    app.executor().run_once().unwrap()
 }
 
 fn batch(app: &TestApp, job: &str, batch: &str) -> Value {

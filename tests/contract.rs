@@ -24,7 +24,7 @@ use stockbatch::api::ROUTES;
 use stockbatch::auth::accounts::{create_client, ClientBinding};
 use stockbatch::auth::api_keys::create_api_key;
 use stockbatch::auth::Permission;
-use stockbatch::executor::{Executor, ExecutorConfig, Step};
+use stockbatch::executor::Step;
 use stockbatch::Role;
 
 const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -440,14 +440,7 @@ fn mark_running(app: &TestApp, batch_id: &str) {
 
 /// Runs the oldest runnable batch of an app without an executor, as an executor would.
 fn run_one(app: &TestApp) -> Step {
-    Executor::new(
-        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
-        ExecutorConfig::default(),
-        stockbatch::db::WriteGate::default(),
-        stockbatch::executor::Completions::default(),
-    )
-    .run_once()
-    .unwrap()
+    app.executor().run_once().unwrap()
 }
 
 /// The `responseCode` of every result (of a batch view, or NDJSON lines).

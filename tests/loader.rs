@@ -14,7 +14,6 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use stockbatch::auth::accounts::{self, ClientBinding};
 use stockbatch::auth::Permission;
-use stockbatch::executor::{Executor, ExecutorConfig};
 
 const RETAILER: &str = "77";
 
@@ -423,12 +422,7 @@ fn back_pressure_and_expired_tokens_are_waited_out() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run stockbatch load");
-    let executor = Executor::new(
-        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
-        ExecutorConfig::default(),
-        stockbatch::db::WriteGate::default(),
-        stockbatch::executor::Completions::default(),
-    );
+    let executor = app.executor();
     let deadline = Instant::now() + Duration::from_secs(90);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the load did not finish");

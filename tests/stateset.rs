@@ -465,12 +465,7 @@ fn a_batch_that_outlasts_the_wait_answers_202_and_completes_later(backend: Backe
         read(shop.get(app.url(&path)).send().unwrap()).1["status"],
         "processing"
     );
-    let executor = stockbatch::executor::Executor::new(
-        stockbatch::db::build_pool(app.db.url(), 2, Duration::from_secs(5)).unwrap(),
-        stockbatch::executor::ExecutorConfig::default(),
-        stockbatch::db::WriteGate::default(),
-        stockbatch::executor::Completions::default(),
-    );
+    let executor = app.executor();
     assert!(matches!(
         executor.run_once().unwrap(),
         stockbatch::executor::Step::Processed(_)

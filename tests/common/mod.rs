@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use stockbatch::auth::accounts::{self, Bootstrap};
 use stockbatch::auth::Permission;
 use stockbatch::db::{build_pool, DbConnection};
+use stockbatch::executor::{Executor, ExecutorConfig};
 use stockbatch::{Application, Config};
 
 pub const POSTGRES_URL_VAR: &str = "STOCKBATCH_TEST_POSTGRES_URL";
@@ -213,6 +214,17 @@ impl TestApp {
             handle: Some(handle),
             thread: Some(thread),
         }
+    }
+
+    /// An executor of its own on the service's database, for services started without one
+    /// (`Role::Api`): the test decides when each batch runs.
+    pub fn executor(&self) -> Executor {
+        Executor::new(
+            build_pool(self.db.url(), 2, Duration::from_secs(5)).expect("pool"),
+            ExecutorConfig::default(),
+            stockbatch::db::WriteGate::default(),
+            stockbatch::executor::Completions::default(),
+        )
     }
 
     /// Creates a user straight in the database, as `stockbatch user create` does.
