@@ -269,16 +269,13 @@ pub struct Listing<T> {
 }
 
 impl<T> Listing<T> {
-    pub fn of(page: Page, total: i64, results: Vec<T>) -> Self {
+    /// The page asked for, with nothing in it (callers fill `total` and `results`).
+    pub fn empty(page: Page) -> Self {
         Listing {
             start: page.start,
             count: page.count,
-            total,
-            results,
+            total: 0,
+            results: Vec::new(),
         }
-    }
-
-    pub fn empty(page: Page) -> Self {
-        Listing::of(page, 0, Vec::new())
     }
 }
