@@ -378,8 +378,8 @@ pub struct ServeArgs {
     /// Milliseconds an idle executor waits before looking at the queue unprompted.
     #[arg(long, env = "STOCKBATCH_POLL_INTERVAL_MS", default_value_t = 1000)]
     poll_interval_ms: u64,
-    /// Batches applied at once on PostgreSQL, each on its own thread and connection
-    /// (0: two). SQLite, with one writer, always applies one at a time.
+    /// Batches applied at once, each on its own thread and connection (0: two). On SQLite
+    /// their writes take turns at the one write lock.
     #[arg(long, env = "STOCKBATCH_EXECUTOR_WORKERS", default_value_t = 0)]
     executor_workers: usize,
     /// Seconds a claimed batch stays leased to its executor.

@@ -54,7 +54,7 @@ impl Application {
         let outbox = Outbox::new(&config.notify, webhook_wakeup.clone(), email_wakeup.clone());
         // The executor's and the dispatchers' own connections: a flood of API requests
         // never leaves them without one, and sending never waits for a batch's.
-        let executor_workers = executor_workers(backend, config.executor.workers);
+        let executor_workers = executor_workers(config.executor.workers);
         let worker_pools = if config.role.runs_executor() {
             Some((
                 build_pool(
@@ -283,12 +283,10 @@ const DISPATCHER_CONNECTIONS: u32 = 2;
 /// Most batches one process applies at once.
 const MAX_EXECUTOR_WORKERS: usize = 32;
 
-/// Batches applied at once: one on SQLite (one writer); on PostgreSQL as asked.
-fn executor_workers(backend: Backend, requested: usize) -> usize {
-    match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => requested.clamp(1, MAX_EXECUTOR_WORKERS),
-    }
+/// Batches applied at once, as asked. On SQLite their writes still take turns at the one
+/// write lock, but one worker reads and checks its batch while another writes.
+fn executor_workers(requested: usize) -> usize {
+    requested.clamp(1, MAX_EXECUTOR_WORKERS)
 }
 
 /// Hands memory freed after a large batch back to the system: glibc keeps freed small
@@ -370,13 +368,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_runs_one_executor_worker_and_postgresql_as_asked() {
-        assert_eq!(executor_workers(Backend::Sqlite, 4), 1);
-        assert_eq!(executor_workers(Backend::Postgres, 2), 2);
-        assert_eq!(executor_workers(Backend::Postgres, 0), 1);
-        assert_eq!(
-            executor_workers(Backend::Postgres, 100),
-            MAX_EXECUTOR_WORKERS
-        );
+    fn executor_workers_are_as_asked_within_bounds() {
+        assert_eq!(executor_workers(2), 2);
+        assert_eq!(executor_workers(0), 1);
+        assert_eq!(executor_workers(100), MAX_EXECUTOR_WORKERS);
     }
 }

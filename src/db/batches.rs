@@ -297,6 +297,20 @@ pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResu
     Ok(updated == 1)
 }
 
+/// Hands back a batch `owner` claimed but never started (it stopped first): it is pending
+/// again, and the claim is not counted as an attempt.
+pub fn unclaim_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let updated = diesel::update(held_by!(id, owner))
+        .set((
+            batches::status.eq(PENDING),
+            batches::lease_owner.eq(None::<String>),
+            batches::lease_expires_at.eq(None::<NaiveDateTime>),
+            batches::attempts.eq(batches::attempts - 1),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
 /// Returns every `RUNNING` batch to the queue. Only safe where no other executor can
 /// be running, i.e. a single-node SQLite service at start-up.
 pub fn requeue_running_batches(conn: &mut DbConnection) -> QueryResult<usize> {

@@ -146,8 +146,9 @@ pub fn skus_with_positions(
         .load(conn)
 }
 
-/// A position to write: its key, fields, and the version (batch and item) of the write.
+/// A position to write: its id, key, fields, and the version (batch and item) of the write.
 pub struct StockWrite<'a> {
+    pub id: i64,
     pub retailer: &'a str,
     pub key: &'a PositionKey,
     pub stock: &'a Stock,
@@ -158,7 +159,7 @@ impl SqliteRow for StockWrite<'_> {
     fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         let s = self.stock;
         bind_values!(out,
-            Nullable<BigInt> => &s.id,
+            BigInt => &self.id,
             Text => &self.retailer,
             Text => &self.key.0,
             Text => &self.key.1,
@@ -177,107 +178,124 @@ impl SqliteRow for StockWrite<'_> {
 }
 
 #[derive(QueryableByName)]
-struct Inserted {
+struct ReservedId {
     #[diesel(sql_type = BigInt)]
     id: i64,
-    #[diesel(sql_type = Text)]
-    location_ref: String,
-    #[diesel(sql_type = Text)]
-    sku_ref: String,
 }
 
-/// Inserts new positions (`stock.id` is `None`); returns each key with its new id.
+/// `n` ids no position has had, for positions the caller inserts in this transaction. On
+/// SQLite they follow the highest id ever given (the write lock is held from the batch's
+/// first write, so no one else takes them); PostgreSQL draws them from the sequence.
+pub fn reserve_ids(conn: &mut DbConnection, n: usize) -> QueryResult<Vec<i64>> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let last: ReservedId = sql_query(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence \
+                 WHERE name = 'inventory_positions'), 0) AS id",
+            )
+            .get_result(c)?;
+            Ok((1..=n as i64).map(|i| last.id + i).collect())
+        }
+        DbConnection::Pg(c) => Ok(sql_query(
+            "SELECT nextval(pg_get_serial_sequence('inventory_positions', 'id')) AS id \
+             FROM generate_series(1, $1)",
+        )
+        .bind::<BigInt, _>(n as i64)
+        .load::<ReservedId>(c)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect()),
+    }
+}
+
+/// Inserts new positions under the ids [`reserve_ids`] gave.
 pub fn insert_positions(
     conn: &mut DbConnection,
     rows: &[StockWrite],
     now: NaiveDateTime,
-) -> QueryResult<Vec<(PositionKey, i64)>> {
-    const COLUMNS: &str = "retailer_id, location_ref, sku_ref, qty, corrected_qty, reserved_qty, \
-        inventory_id, reference, inventory_type, status, attributes, extra, version, \
-        created_version, created_on, updated_on";
-    let inserted: Vec<Inserted> = match conn {
+) -> QueryResult<()> {
+    const COLUMNS: &str = "id, retailer_id, location_ref, sku_ref, qty, corrected_qty, \
+        reserved_qty, inventory_id, reference, inventory_type, status, attributes, extra, \
+        version, created_version, created_on, updated_on";
+    match conn {
         DbConnection::Sqlite(c) => {
-            // `WHERE true` tells SQLite's parser the RETURNING belongs to the INSERT.
             let head = format!(
-                "INSERT INTO inventory_positions ({COLUMNS}) SELECT column2, column3, column4, \
-                 column5, column6, column7, column8, column9, column10, column11, column12, \
-                 column13, column14, column14, now.t, now.t FROM (SELECT "
+                "INSERT INTO inventory_positions ({COLUMNS}) SELECT column1, column2, column3, \
+                 column4, column5, column6, column7, column8, column9, column10, column11, \
+                 column12, column13, column14, column14, now.t, now.t FROM (SELECT "
             );
-            let tail = ") WHERE true RETURNING id, location_ref, sku_ref";
-            let mut inserted = Vec::with_capacity(rows.len());
             for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
-                let statement = SqliteRows {
+                SqliteRows {
                     head: &head,
                     now: Some((now, " AS t) AS now, (VALUES")),
                     rows: chunk,
-                    tail,
-                };
-                inserted.extend(statement.load::<Inserted>(c)?);
+                    tail: ")",
+                }
+                .execute(c)?;
             }
-            inserted
         }
-        DbConnection::Pg(c) => sql_query(format!(
-            "INSERT INTO inventory_positions ({COLUMNS}) \
-             SELECT $1, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $12, $12 FROM UNNEST(\
-             $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], \
-             $9::text[], $10::text[], $11::text[], $13::text[], $14::int8[]) \
-             AS t(l, s, q, cq, rq, ii, rf, it, st, at, ex, v) RETURNING id, location_ref, sku_ref"
-        ))
-        .bind::<Text, _>(rows.first().map_or("", |r| r.retailer))
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
-        .bind::<Array<Nullable<BigInt>>, _>(
-            rows.iter()
-                .map(|r| r.stock.corrected_qty)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<BigInt>>, _>(
-            rows.iter()
-                .map(|r| r.stock.reserved_qty)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter()
-                .map(|r| r.stock.inventory_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter()
-                .map(|r| r.stock.reference.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            rows.iter()
-                .map(|r| r.stock.inventory_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter()
-                .map(|r| r.stock.status.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter()
-                .map(|r| r.stock.attributes.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Timestamp, _>(now)
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter()
-                .map(|r| r.stock.extra.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-        .load(c)?,
-    };
-    Ok(inserted
-        .into_iter()
-        .map(|r| ((r.location_ref, r.sku_ref), r.id))
-        .collect())
+        DbConnection::Pg(c) => {
+            sql_query(format!(
+                "INSERT INTO inventory_positions ({COLUMNS}) \
+                 SELECT i, $1, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $12, $12 FROM UNNEST(\
+                 $15::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $13::text[], \
+                 $14::int8[]) AS t(i, l, s, q, cq, rq, ii, rf, it, st, at, ex, v)"
+            ))
+            .bind::<Text, _>(rows.first().map_or("", |r| r.retailer))
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.corrected_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.reserved_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.inventory_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.reference.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.stock.inventory_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.status.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.attributes.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Timestamp, _>(now)
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.extra.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .execute(c)?;
+        }
+    }
+    Ok(())
 }
 
-/// Writes the fields of existing positions (`stock.id` is set).
+/// Writes the fields of existing positions.
 pub fn update_positions(
     conn: &mut DbConnection,
     rows: &[StockWrite],
@@ -313,11 +331,7 @@ pub fn update_positions(
                  $7::text[], $8::text[], $9::text[], $10::int8[], $12::text[]) \
                  AS u(id, q, cq, rq, ii, rf, it, st, at, v, ex) WHERE p.id = u.id"
             ))
-            .bind::<Array<BigInt>, _>(
-                rows.iter()
-                    .map(|r| r.stock.id.unwrap_or(0))
-                    .collect::<Vec<_>>(),
-            )
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
             .bind::<Array<Nullable<BigInt>>, _>(
                 rows.iter()

@@ -87,8 +87,8 @@ pub const CODE_UNPROCESSABLE: i32 = 422;
 pub const CODE_SKIPPED: i32 = 0;
 
 /// The stock a batch touches, as read when it starts and changed by its items in order.
-/// Changes since the last [`View::mark`] can be undone; changed entries are remembered
-/// until [`View::take_changes`].
+/// Changes since a [`View::mark`] can be undone; changed entries are remembered until
+/// [`View::take_changes`].
 #[derive(Debug, Default)]
 pub struct View {
     positions: HashMap<PositionKey, Option<Stock>>,
@@ -193,29 +193,20 @@ impl View {
         }
     }
 
-    /// The positions and items changed since the last [`View::commit`], sorted by key
-    /// (writers lock in one order).
-    pub fn changes(&self) -> Changes {
-        let mut positions: Vec<_> = self
-            .changed_positions
-            .iter()
-            .filter_map(|k| self.position(k).map(|s| (k.clone(), s.clone())))
+    /// The positions and items changed since the last call, sorted by key (writers lock
+    /// in one order). What they replaced can still be undone.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut positions: Vec<_> = std::mem::take(&mut self.changed_positions)
+            .into_iter()
+            .filter_map(|k| self.position(&k).cloned().map(|s| (k, s)))
             .collect();
         positions.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut items: Vec<_> = self
-            .changed_items
-            .iter()
-            .filter_map(|k| self.item(k).map(|p| (k.clone(), p.clone())))
+        let mut items: Vec<_> = std::mem::take(&mut self.changed_items)
+            .into_iter()
+            .filter_map(|k| self.item(&k).cloned().map(|p| (k, p)))
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         (positions, items)
-    }
-
-    /// The changes are written: they stay, and there is nothing to undo.
-    pub fn commit(&mut self) {
-        self.undo.clear();
-        self.changed_positions.clear();
-        self.changed_items.clear();
     }
 }
 
@@ -500,7 +491,7 @@ mod tests {
         assert!(apply_item(&mut view, &transfer).is_err());
         assert_eq!(view.qty(&key("W1", "A")), 12, "nothing moved");
         assert!(view.position(&key("W2", "A")).is_none(), "neither side");
-        let (changed, _) = view.changes();
+        let (changed, _) = view.take_changes();
         assert!(changed.is_empty());
     }
 
@@ -525,10 +516,10 @@ mod tests {
             .collect();
         assert_eq!(moves, vec![("W1", 100, 60), ("W2", 0, 40)]);
         assert_eq!(applied.movements[0].reason.as_deref(), Some("rebalance"));
-        let (changed, _) = view.changes();
+        let (changed, _) = view.take_changes();
         assert_eq!(changed.len(), 2);
-        view.commit();
-        assert!(view.changes().0.is_empty());
+        view.take_changes();
+        assert!(view.take_changes().0.is_empty());
     }
 
     #[test]
@@ -580,7 +571,7 @@ mod tests {
         view.undo_to(mark);
         assert_eq!(view.qty(&key("W1", "A")), 6);
         assert!(view.position(&key("W1", "B")).is_none());
-        let (changed, _) = view.changes();
+        let (changed, _) = view.take_changes();
         assert_eq!(
             changed
                 .iter()
@@ -666,13 +657,13 @@ mod tests {
         assert_eq!(stock.extra.as_deref(), Some(r#"{"lot":"L1","uom":"EA"}"#));
 
         // Batch Pre-Processing: the same record again changes nothing, unless it is off.
-        view.commit();
+        view.take_changes();
         let again = upsert(&mut view, &record, true);
         assert_eq!(
             (again.message.as_str(), again.movements.len()),
             (UNCHANGED, 0)
         );
-        assert!(view.changes().0.is_empty());
+        assert!(view.take_changes().0.is_empty());
         let forced = upsert(&mut view, &record, false);
         assert_eq!(
             (forced.message.as_str(), forced.movements.len()),

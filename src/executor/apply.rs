@@ -14,13 +14,14 @@
 //! store), the step is applied again one item at a time, each in its own savepoint, and only
 //! the refused item gets an error result.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use anyhow::Context;
-use chrono::{NaiveDateTime, Utc};
+use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::Connection;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::db::batches::Counts;
 use crate::db::models::{ClaimedBatch, NewResult, FLUENT};
@@ -30,7 +31,7 @@ use crate::db::{batches, items, results, DbConnection, WriteGate};
 use crate::domain::inventory::{check_record, InventoryRecord, CODE_FAILED, CODE_OK};
 use crate::domain::keys::ITEM_LOCATION;
 use crate::domain::operations::{
-    apply_item, upsert, Applied, PositionKey, Refusal, View, CODE_SKIPPED, UNCHANGED,
+    apply_item, upsert, Applied, PositionKey, Refusal, Stock, View, CODE_SKIPPED, UNCHANGED,
 };
 use crate::domain::stateset::{item_sku, parse_item, Item, Op, Operation, Options};
 use crate::notify::Outbox;
@@ -56,9 +57,10 @@ pub struct BatchSummary {
     pub transactions: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ApplyOutcome {
-    Completed(BatchSummary),
+    /// Applied; with the batch the completing transaction claimed next, when asked to.
+    Completed(BatchSummary, Option<Box<ClaimedBatch>>),
     /// Another executor took the batch over; nothing more was written.
     LeaseLost,
 }
@@ -126,13 +128,17 @@ enum Outcome {
     Skipped,
 }
 
-/// Applies `batch` while `owner` holds its lease.
+/// Applies `batch` while `owner` holds its lease. With `claim_next` (a lease), the
+/// transaction that completes it also claims `owner`'s next batch: where writers take turns
+/// at one lock (SQLite), a claim of its own would wait for another worker's whole batch
+/// before this worker could read and decide its next one.
 pub fn apply_batch(
     conn: &mut DbConnection,
     gate: &WriteGate,
     outbox: &Outbox,
     batch: &ClaimedBatch,
     owner: &str,
+    claim_next: Option<TimeDelta>,
 ) -> anyhow::Result<ApplyOutcome> {
     let mut plan = plan(conn, batch)?;
     let mut view = load_view(conn, &plan).context("reading the batch's stock failed")?;
@@ -141,16 +147,18 @@ pub fn apply_batch(
     } else {
         usize::MAX
     };
-    let steps: Vec<Vec<usize>> = plan
+    let mut ids = NewIds::default();
+    // Every step is decided before the write lock is taken; the lock is held for writing.
+    let mut steps: VecDeque<Prepared> = plan
         .pending
+        .clone()
         .chunks(step_items.max(1))
-        .map(<[usize]>::to_vec)
+        .map(|step| prepare(&mut plan, &mut view, step, &mut ids))
         .collect();
     let mut summary = BatchSummary {
         records: plan.checked.len(),
         ..BatchSummary::default()
     };
-    let mut next = 0;
     loop {
         let done = gate.executor(|| {
             conn.transaction::<_, TxError, _>(|conn| {
@@ -160,19 +168,19 @@ pub fn apply_batch(
                 let mut rows = Vec::new();
                 if cancel {
                     // A safe point: what is applied stays, the rest is not applied at all.
-                    rows = steps[next..]
-                        .concat()
-                        .into_iter()
+                    rows = steps
+                        .drain(..)
+                        .flat_map(|step| step.items)
                         .map(cancelled_row)
                         .collect();
-                    next = steps.len();
                     plan.counts.cancelled = true;
                 }
-                while next < steps.len() {
+                while !steps.is_empty() {
                     #[cfg(feature = "fault-injection")]
                     fault_injection::inside_transaction();
-                    rows.extend(apply_step(conn, &mut plan, &mut view, &steps[next])?);
-                    next += 1;
+                    rows.extend(write_next_step(
+                        conn, &mut plan, &mut view, &mut steps, &mut ids,
+                    )?);
                     if gate.api_write_waiting() {
                         break;
                     }
@@ -181,19 +189,24 @@ pub fn apply_batch(
                 let mut counts = plan.counts;
                 rows.iter()
                     .for_each(|row| count(&mut counts, row.response_code, &row.message));
-                if next < steps.len() {
+                let mut next = None;
+                if !steps.is_empty() {
                     batches::add_processed(conn, batch.id, rows.len() as i32)?;
                 } else if batches::complete_batch(conn, batch.id, owner, now(), counts)? {
                     batches::notify_queue_changed(conn)?;
                     outbox.batch_completed(conn, batch.id, now())?;
+                    if let Some(lease) = claim_next {
+                        let now = now();
+                        next = batches::claim_next_batch(conn, owner, now, now + lease)?;
+                    }
                 } else {
                     return Err(TxError::LeaseLost);
                 }
-                Ok((rows, counts))
+                Ok((rows, counts, next))
             })
         });
         match done {
-            Ok((rows, counts)) => {
+            Ok((rows, counts, next)) => {
                 plan.counts = counts;
                 for row in &rows {
                     match row.response_code {
@@ -204,8 +217,8 @@ pub fn apply_batch(
                     summary.unchanged += usize::from(row.message == UNCHANGED);
                 }
                 summary.transactions += 1;
-                if next == steps.len() {
-                    return Ok(ApplyOutcome::Completed(summary));
+                if steps.is_empty() {
+                    return Ok(ApplyOutcome::Completed(summary, next.map(Box::new)));
                 }
             }
             Err(TxError::LeaseLost) => return Ok(ApplyOutcome::LeaseLost),
@@ -400,32 +413,135 @@ fn load_view(conn: &mut DbConnection, plan: &Plan) -> diesel::QueryResult<View> 
     ))
 }
 
-/// Applies one step's items in order and writes what they changed; returns their results
-/// (written by the caller with the rest of the transaction's).
-fn apply_step(
+/// Ids of the positions a batch run creates. Until it is written, the n-th new position
+/// carries the provisional id -(n + 1); writing it reserves real ids, in the same order.
+#[derive(Default)]
+struct NewIds {
+    provisional: usize,
+    real: Vec<i64>,
+}
+
+impl NewIds {
+    fn next_provisional(&mut self) -> i64 {
+        self.provisional += 1;
+        -(self.provisional as i64)
+    }
+
+    /// The id a position is stored under; a provisional one's position must be written.
+    fn resolve(&self, id: i64) -> i64 {
+        match usize::try_from(-id - 1) {
+            Ok(n) => self.real[n],
+            Err(_) => id,
+        }
+    }
+
+    /// Forgets the ids given from the `n`-th new position on (their writes rolled back).
+    fn truncate(&mut self, n: usize) {
+        self.provisional = n;
+        self.real.truncate(n);
+    }
+}
+
+/// A step decided on the view: what it writes and its results, but for the real ids of
+/// the positions it creates.
+struct Prepared {
+    items: Vec<usize>,
+    /// The view, the plan and the new ids before it, to undo it should the database
+    /// refuse its writes.
+    mark: usize,
+    stopped: bool,
+    new_ids_before: usize,
+    outcomes: Vec<(usize, Outcome)>,
+    /// Positions to insert, and to update, with their (maybe provisional) ids.
+    inserts: Vec<(PositionKey, Stock)>,
+    updates: Vec<(PositionKey, Stock)>,
+    changed_items: Vec<(String, Map<String, Value>)>,
+    /// The position id of each movement of `outcomes`, in order.
+    movement_positions: Vec<i64>,
+    rows: Vec<NewResult>,
+}
+
+/// Decides `step`'s items in order on the view, and what writing them takes.
+fn prepare(plan: &mut Plan, view: &mut View, step: &[usize], ids: &mut NewIds) -> Prepared {
+    let mark = view.mark();
+    let stopped = plan.stopped;
+    let new_ids_before = ids.provisional;
+    let outcomes: Vec<(usize, Outcome)> =
+        step.iter().map(|&i| (i, decide(plan, view, i))).collect();
+    let (changed, changed_items) = view.take_changes();
+    let writes = plan.batch.dry_run == 0;
+    let (mut inserts, updates): (Vec<_>, Vec<_>) =
+        changed.into_iter().partition(|(_, s)| s.id.is_none());
+    if writes {
+        for (key, stock) in &mut inserts {
+            let id = ids.next_provisional();
+            stock.id = Some(id);
+            view.set_id(key, id);
+        }
+    }
+    let movement_positions = if writes {
+        applied(&outcomes)
+            .flat_map(|(_, applied)| &applied.movements)
+            .map(|m| {
+                view.position(&m.key)
+                    .and_then(|s| s.id)
+                    .expect("moved positions have ids")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows = outcomes
+        .iter()
+        .map(|(i, outcome)| result_row(plan, *i, outcome, view))
+        .collect();
+    Prepared {
+        items: step.to_vec(),
+        mark,
+        stopped,
+        new_ids_before,
+        outcomes,
+        inserts,
+        updates,
+        changed_items,
+        movement_positions,
+        rows,
+    }
+}
+
+/// The items of `outcomes` that were applied.
+fn applied(outcomes: &[(usize, Outcome)]) -> impl Iterator<Item = (usize, &Applied)> {
+    outcomes.iter().filter_map(|(i, outcome)| match outcome {
+        Outcome::Applied(applied) => Some((*i, applied)),
+        _ => None,
+    })
+}
+
+/// Writes the first of `steps`; returns its results (written by the caller with the rest
+/// of the transaction's). Should the database refuse the step for what an item holds, its
+/// items are applied one by one and the steps after it decided again.
+fn write_next_step(
     conn: &mut DbConnection,
     plan: &mut Plan,
     view: &mut View,
-    step: &[usize],
+    steps: &mut VecDeque<Prepared>,
+    ids: &mut NewIds,
 ) -> Result<Vec<NewResult>, TxError> {
-    let mark = view.mark();
-    let stopped = plan.stopped;
-    let outcomes: Vec<(usize, Outcome)> =
-        step.iter().map(|&i| (i, decide(plan, view, i))).collect();
-    let written = conn.transaction(|conn| write(conn, plan, view, &outcomes));
-    match written {
-        Ok(rows) => {
-            view.commit();
-            Ok(rows)
-        }
+    let mut step = steps.pop_front().expect("a step to write");
+    match conn.transaction(|conn| write(conn, plan, &mut step, ids)) {
+        Ok(rows) => Ok(rows),
         Err(TxError::Db(e)) if refused_for_its_data(&e) => {
             log::warn!(
                 "batch {}: the database refused a step ({e}); applying its items one by one",
                 plan.batch.id
             );
-            view.undo_to(mark);
-            plan.stopped = stopped;
-            isolate(conn, plan, view, step)
+            view.undo_to(step.mark);
+            plan.stopped = step.stopped;
+            ids.truncate(step.new_ids_before);
+            let later: Vec<Vec<usize>> = steps.drain(..).map(|s| s.items).collect();
+            let rows = isolate(conn, plan, view, &step.items, ids)?;
+            steps.extend(later.iter().map(|items| prepare(plan, view, items, ids)));
+            Ok(rows)
         }
         Err(e) => Err(e),
     }
@@ -437,30 +553,22 @@ fn isolate(
     conn: &mut DbConnection,
     plan: &mut Plan,
     view: &mut View,
-    step: &[usize],
+    items: &[usize],
+    ids: &mut NewIds,
 ) -> Result<Vec<NewResult>, TxError> {
-    let mut rows = Vec::with_capacity(step.len());
-    for &i in step {
-        let mark = view.mark();
-        let outcome = decide(plan, view, i);
-        let one = [(i, outcome)];
-        match conn.transaction(|conn| write(conn, plan, view, &one)) {
-            Ok(written) => {
-                view.commit();
-                rows.extend(written);
-            }
+    let mut rows = Vec::with_capacity(items.len());
+    for &i in items {
+        let mut one = prepare(plan, view, &[i], ids);
+        match conn.transaction(|conn| write(conn, plan, &mut one, ids)) {
+            Ok(written) => rows.extend(written),
             Err(TxError::Db(e)) if refused_for_its_data(&e) => {
-                view.undo_to(mark);
+                view.undo_to(one.mark);
+                ids.truncate(one.new_ids_before);
                 let refusal = Refusal {
                     code: 400,
                     message: format!("the database cannot store this record: {e}"),
                 };
-                rows.push(result_row(
-                    plan,
-                    i,
-                    &Outcome::Refused(refusal.clone()),
-                    view,
-                ));
+                rows.push(result_row(plan, i, &Outcome::Refused(refusal), view));
                 if !plan.options.continue_on_error {
                     plan.stopped = true;
                 }
@@ -492,77 +600,80 @@ fn decide(plan: &mut Plan, view: &mut View, i: usize) -> Outcome {
     outcome
 }
 
-/// Writes what the view changed (unless a dry run) and the movements of `outcomes`;
-/// returns their result rows.
+/// Writes a prepared step (unless a dry run): its positions, items and movements, under
+/// ids reserved now for the positions it creates; returns its result rows.
 fn write(
     conn: &mut DbConnection,
     plan: &Plan,
-    view: &mut View,
-    outcomes: &[(usize, Outcome)],
+    step: &mut Prepared,
+    ids: &mut NewIds,
 ) -> Result<Vec<NewResult>, TxError> {
     let batch = plan.batch;
-    let now = now();
     if batch.dry_run == 0 {
         #[cfg(feature = "fault-injection")]
-        fault_injection::refuse_write(&plan.checked, outcomes.iter().map(|(i, _)| *i))?;
-        let last = outcomes.last().map_or(0, |(i, _)| *i);
-        let version = batch.id * VERSION_STRIDE + last as i64;
-        let (changed, changed_items) = view.changes();
-        let (new, old): (Vec<StockWrite>, Vec<StockWrite>) = changed
-            .iter()
-            .map(|(key, stock)| StockWrite {
-                retailer: &batch.retailer_id,
-                key,
-                stock,
-                version,
-            })
-            .partition(|w| w.stock.id.is_none());
-        let ids = if new.is_empty() {
-            Vec::new()
-        } else {
-            positions::insert_positions(conn, &new, now)?
-        };
-        if !old.is_empty() {
-            positions::update_positions(conn, &old, now)?;
+        fault_injection::refuse_write(&plan.checked, step.items.iter().copied())?;
+        let now = now();
+        let version = batch.id * VERSION_STRIDE + step.items.last().map_or(0, |&i| i as i64);
+        if !step.inserts.is_empty() {
+            debug_assert_eq!(ids.real.len(), step.new_ids_before);
+            ids.real
+                .extend(positions::reserve_ids(conn, step.inserts.len())?);
         }
-        for (key, id) in ids {
-            view.set_id(&key, id);
+        let retailer = &batch.retailer_id;
+        if !step.inserts.is_empty() {
+            let rows = stock_writes(&step.inserts, ids, retailer, version);
+            positions::insert_positions(conn, &rows, now)?;
         }
-        if !changed_items.is_empty() {
-            items::save_items(conn, &batch.retailer_id, &changed_items, now)?;
+        if !step.updates.is_empty() {
+            let rows = stock_writes(&step.updates, ids, retailer, version);
+            positions::update_positions(conn, &rows, now)?;
         }
-        let view = &*view;
-        let movements: Vec<NewMovement> = outcomes
-            .iter()
-            .filter_map(|(i, outcome)| match outcome {
-                Outcome::Applied(applied) => Some((*i, applied)),
-                _ => None,
-            })
-            .flat_map(|(i, applied)| {
-                applied.movements.iter().map(move |m| NewMovement {
-                    position_id: view
-                        .position(&m.key)
-                        .and_then(|s| s.id)
-                        .expect("written positions have ids"),
-                    batch_id: batch.id,
-                    item_index: i as i32,
-                    api: &batch.api,
-                    operation: m.operation,
-                    previous_qty: m.previous,
-                    new_qty: m.new,
-                    reason: m.reason.as_deref(),
-                    reference: m.reference.as_deref(),
-                })
+        if !step.changed_items.is_empty() {
+            items::save_items(conn, &batch.retailer_id, &step.changed_items, now)?;
+        }
+        let movements: Vec<NewMovement> = applied(&step.outcomes)
+            .flat_map(|(i, applied)| applied.movements.iter().map(move |m| (i, m)))
+            .zip(&step.movement_positions)
+            .map(|((i, m), &position)| NewMovement {
+                position_id: ids.resolve(position),
+                batch_id: batch.id,
+                item_index: i as i32,
+                api: &batch.api,
+                operation: m.operation,
+                previous_qty: m.previous,
+                new_qty: m.new,
+                reason: m.reason.as_deref(),
+                reference: m.reference.as_deref(),
             })
             .collect();
         movements::insert_movements(conn, &movements, now)?;
     }
-    Ok(outcomes
-        .iter()
-        .map(|(i, outcome)| result_row(plan, *i, outcome, view))
-        .collect())
+    let mut rows = std::mem::take(&mut step.rows);
+    for row in &mut rows {
+        row.entity_id = row.entity_id.map(|id| ids.resolve(id));
+    }
+    Ok(rows)
 }
 
+fn stock_writes<'a>(
+    changed: &'a [(PositionKey, Stock)],
+    ids: &NewIds,
+    retailer: &'a str,
+    version: i64,
+) -> Vec<StockWrite<'a>> {
+    changed
+        .iter()
+        .map(|(key, stock)| StockWrite {
+            id: ids.resolve(stock.id.expect("written positions have ids")),
+            retailer,
+            key,
+            stock,
+            version,
+        })
+        .collect()
+}
+
+/// Item `i`'s result; a position it names that this batch creates has a provisional id.
 fn result_row(plan: &Plan, i: usize, outcome: &Outcome, view: &View) -> NewResult {
     let entity_ref = plan.checked[i].entity_ref();
     let (response_code, message, data, entity_id) = match outcome {
@@ -793,11 +904,11 @@ mod tests {
 
         /// A fresh database holding one batch of `records()`, claimed by `OWNER`.
         fn claimed() -> (tempfile::TempDir, PooledConn, ClaimedBatch) {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("stockbatch.db");
-            let pool = build_pool(path.to_str().unwrap(), 1, Duration::from_secs(5)).unwrap();
-            let mut conn = pool.get().unwrap();
-            run_migrations(&mut conn).unwrap();
+            claimed_with(&records())
+        }
+
+        /// Queues a batch of `records` on the positions `records()` touch.
+        fn queue(conn: &mut DbConnection, records: &[Value]) -> i64 {
             let now = Utc::now().naive_utc();
             let job = NewJob {
                 name: "feed",
@@ -805,8 +916,8 @@ mod tests {
                 meta: None,
                 created_on: now,
             };
-            let job_id = jobs::insert_job(&mut conn, &job).unwrap();
-            let entities = serde_json::to_string(&records()).unwrap();
+            let job_id = jobs::insert_job(conn, &job).unwrap();
+            let entities = serde_json::to_string(records).unwrap();
             let batch = NewBatch {
                 job_id: Some(job_id),
                 retailer_id: "1",
@@ -814,7 +925,7 @@ mod tests {
                 action: "UPSERT",
                 entity_type: "INVENTORY",
                 status: PENDING,
-                record_count: 1200,
+                record_count: records.len() as i32,
                 entities: &entities,
                 options: None,
                 dry_run: 0,
@@ -827,7 +938,18 @@ mod tests {
                 attempts: 0,
                 created_on: now,
             };
-            batches::insert_batch(&mut conn, &batch).unwrap();
+            batches::insert_batch(conn, &batch).unwrap()
+        }
+
+        /// A fresh database holding one batch of `records`, claimed by `OWNER`.
+        fn claimed_with(records: &[Value]) -> (tempfile::TempDir, PooledConn, ClaimedBatch) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("stockbatch.db");
+            let pool = build_pool(path.to_str().unwrap(), 1, Duration::from_secs(5)).unwrap();
+            let mut conn = pool.get().unwrap();
+            run_migrations(&mut conn).unwrap();
+            queue(&mut conn, records);
+            let now = Utc::now().naive_utc();
             let lease = now + TimeDelta::minutes(5);
             let claimed = batches::claim_next_batch(&mut conn, OWNER, now, lease)
                 .unwrap()
@@ -868,8 +990,8 @@ mod tests {
         }
 
         fn apply(conn: &mut DbConnection, gate: &WriteGate, batch: &ClaimedBatch) -> BatchSummary {
-            match apply_batch(conn, gate, &Outbox::default(), batch, OWNER).unwrap() {
-                ApplyOutcome::Completed(summary) => summary,
+            match apply_batch(conn, gate, &Outbox::default(), batch, OWNER, None).unwrap() {
+                ApplyOutcome::Completed(summary, _) => summary,
                 ApplyOutcome::LeaseLost => panic!("lease lost"),
             }
         }
@@ -916,8 +1038,10 @@ mod tests {
                 let mut plan = plan(&mut conn, &batch).unwrap();
                 let mut view = load_view(&mut conn, &plan).unwrap();
                 let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
+                let mut ids = NewIds::default();
+                let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
                 conn.transaction::<_, TxError, _>(|conn| {
-                    let rows = apply_step(conn, &mut plan, &mut view, &first)?;
+                    let rows = write(conn, &plan, &mut step, &mut ids)?;
                     results::insert_results(conn, batch.id, &rows)?;
                     Ok(())
                 })
@@ -929,6 +1053,87 @@ mod tests {
             assert_eq!((summary.applied, summary.rejected), (1199 - 512, 1));
             assert_eq!(all_results(&mut conn, batch.id), expected);
             assert_eq!(movements_count(&mut conn), 1199, "no movement twice");
+        }
+
+        /// With the feature on, the database refuses any write holding this SKU.
+        #[cfg(feature = "fault-injection")]
+        const POISON: &str = "POISON-IN-STEP-2";
+
+        #[cfg(feature = "fault-injection")]
+        #[test]
+        fn a_refused_step_isolates_its_records_and_the_steps_after_it_still_apply() {
+            let record = |sku: &str, qty: i64| json!({"retailerId": "1", "locationRef": "L", "skuRef": sku, "qty": qty});
+            let mut poisoned = records();
+            // The third step of 512 repeats a position the second creates after the poison.
+            poisoned[1150] = record("SKU-800", 1150);
+            let mut clean = poisoned.clone();
+            // In the second step; without it, a record that changes nothing.
+            poisoned[700] = record(POISON, 7);
+            clean[700] = record("SKU-0", 0);
+            let (mut expected, expected_stock) = {
+                let (_dir, mut conn, batch) = claimed_with(&clean);
+                apply(&mut conn, &WriteGate::default(), &batch);
+                (all_results(&mut conn, batch.id), stock(&mut conn))
+            };
+            std::env::set_var("STOCKBATCH_FAULT_REFUSED_SKU", POISON);
+            let (_dir, mut conn, batch) = claimed_with(&poisoned);
+            let summary = apply(&mut conn, &contended_gate(), &batch);
+            assert_eq!(summary.transactions, 3);
+            assert_eq!((summary.applied, summary.rejected), (1198, 2));
+            let got = all_results(&mut conn, batch.id);
+            assert_eq!(got[700].response_code, 400, "{:?}", got[700]);
+            assert!(got[700]
+                .message
+                .starts_with("the database cannot store this record"));
+            expected[700] = got[700].clone();
+            assert_eq!(got, expected);
+            assert_eq!(stock(&mut conn), expected_stock);
+            assert_eq!(movements_count(&mut conn), 1198);
+        }
+
+        fn stock(conn: &mut DbConnection) -> Vec<(String, i64)> {
+            use crate::db::schema::inventory_positions as p;
+            use diesel::prelude::*;
+            p::table
+                .select((p::sku_ref, p::qty))
+                .order(p::sku_ref)
+                .load(conn)
+                .unwrap()
+        }
+
+        #[test]
+        fn the_transaction_completing_a_batch_claims_the_next_and_can_hand_it_back() {
+            let (_dir, mut conn, batch) = claimed();
+            let next_id = queue(&mut conn, &records()[..10]);
+            let lease = Some(TimeDelta::minutes(5));
+            let outcome = apply_batch(
+                &mut conn,
+                &WriteGate::default(),
+                &Outbox::default(),
+                &batch,
+                OWNER,
+                lease,
+            );
+            let next = match outcome.unwrap() {
+                ApplyOutcome::Completed(_, Some(next)) => next,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!((next.id, next.attempts), (next_id, 1));
+            let held = batches::find_batch_by_id(&mut conn, next_id)
+                .unwrap()
+                .unwrap();
+            assert_eq!(held.status, "RUNNING");
+            assert!(batches::unclaim_batch(&mut conn, next_id, OWNER).unwrap());
+            let now = Utc::now().naive_utc();
+            let again =
+                batches::claim_next_batch(&mut conn, "another", now, now + TimeDelta::minutes(5))
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(
+                (again.id, again.attempts),
+                (next_id, 1),
+                "handed back unattempted"
+            );
         }
     }
 }

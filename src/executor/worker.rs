@@ -5,7 +5,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, heartbeats, DbConnection, DbPool, WriteGate};
+use crate::db::{batches, heartbeats, DbPool, WriteGate};
 use crate::metrics::{executor_event, metrics, BatchLabels, RetailerLabels};
 use crate::notify::Outbox;
 
@@ -68,6 +68,8 @@ pub struct Executor {
     /// Woken when this executor claims a batch, so an idle sibling looks for the next.
     siblings: Option<Wakeup>,
     outbox: Outbox,
+    /// The batch claimed by the transaction that completed the last one (SQLite).
+    claimed_ahead: Mutex<Option<ClaimedBatch>>,
 }
 
 impl Executor {
@@ -89,6 +91,7 @@ impl Executor {
             owner,
             siblings: None,
             outbox: Outbox::default(),
+            claimed_ahead: Mutex::default(),
         }
     }
 
@@ -102,19 +105,25 @@ impl Executor {
     /// released for another attempt, or completed with 500 results after the last one.
     pub fn run_once(&self) -> anyhow::Result<Step> {
         let mut conn = self.pool.get().context("no database connection")?;
-        let now = Utc::now().naive_utc();
-        let lease_until = now + lease_delta(self.config.lease);
-        let Some(batch) = self
-            .gate
-            .executor_brief(|| batches::claim_next_batch(&mut conn, &self.owner, now, lease_until))
-            .context("claiming a batch failed")?
-        else {
-            return Ok(Step::QueueEmpty);
+        let ahead = self.take_claimed_ahead();
+        let batch = match ahead {
+            Some(batch) => batch,
+            None => {
+                let now = Utc::now().naive_utc();
+                let lease_until = now + lease_delta(self.config.lease);
+                let claimed = self
+                    .gate
+                    .executor_brief(|| {
+                        batches::claim_next_batch(&mut conn, &self.owner, now, lease_until)
+                    })
+                    .context("claiming a batch failed")?;
+                let Some(batch) = claimed else {
+                    return Ok(Step::QueueEmpty);
+                };
+                self.claimed();
+                batch
+            }
         };
-        executor_event("claim");
-        if let Some(siblings) = &self.siblings {
-            siblings.notify();
-        }
         if batch.attempts > self.config.max_attempts {
             let reason = format!("processing failed {} times", batch.attempts - 1);
             executor_event("final_failure");
@@ -132,16 +141,21 @@ impl Executor {
             return Ok(Step::Processed(batch.id));
         }
         let started = Instant::now();
-        let renews_lease = matches!(*conn, DbConnection::Pg(_));
         let outcome = std::thread::scope(|scope| {
-            // Other nodes may take over a batch whose lease ran out: keep it fresh while
-            // this one runs. (SQLite has no other nodes.)
+            // Other executors may take over a batch whose lease ran out: keep it fresh
+            // while this one runs.
             let (finished, keeper_stop) = mpsc::channel::<()>();
-            if renews_lease {
-                scope.spawn(|| self.keep_lease(batch.id, keeper_stop));
-            }
+            scope.spawn(|| self.keep_lease(batch.id, keeper_stop));
+            let claim_next = self.gate.is_gated().then(|| lease_delta(self.config.lease));
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                apply_batch(&mut conn, &self.gate, &self.outbox, &batch, &self.owner)
+                apply_batch(
+                    &mut conn,
+                    &self.gate,
+                    &self.outbox,
+                    &batch,
+                    &self.owner,
+                    claim_next,
+                )
             }));
             drop(finished);
             outcome
@@ -156,7 +170,11 @@ impl Executor {
             crate::startup::release_free_memory();
         }
         let failure = match outcome {
-            Ok(Ok(ApplyOutcome::Completed(summary))) => {
+            Ok(Ok(ApplyOutcome::Completed(summary, next))) => {
+                if let Some(next) = next {
+                    self.claimed();
+                    *self.claimed_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(*next);
+                }
                 self.completions.notify();
                 self.outbox.wake();
                 record_completion(&batch, &summary, started.elapsed());
@@ -189,6 +207,21 @@ impl Executor {
         Ok(Step::Processed(batch.id))
     }
 
+    fn take_claimed_ahead(&self) -> Option<ClaimedBatch> {
+        self.claimed_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Counts a claim and lets an idle sibling look for the batch after it.
+    fn claimed(&self) {
+        executor_event("claim");
+        if let Some(siblings) = &self.siblings {
+            siblings.notify();
+        }
+    }
+
     /// Renews the lease on `batch_id` every third of the lease until `stop` hangs up.
     fn keep_lease(&self, batch_id: i64, stop: mpsc::Receiver<()>) {
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(self.config.lease / 3) {
@@ -198,12 +231,9 @@ impl Executor {
                 .map_err(anyhow::Error::from)
                 .and_then(|mut conn| {
                     let until = Utc::now().naive_utc() + lease_delta(self.config.lease);
-                    Ok(batches::renew_lease(
-                        &mut conn,
-                        batch_id,
-                        &self.owner,
-                        until,
-                    )?)
+                    Ok(self.gate.executor_brief(|| {
+                        batches::renew_lease(&mut conn, batch_id, &self.owner, until)
+                    })?)
                 });
             match renewed {
                 Ok(true) => executor_event("lease_renewal"),
@@ -284,6 +314,7 @@ impl Executor {
                 },
                 siblings: (workers > 1).then(|| wakeup.clone()),
                 outbox: self.outbox.clone(),
+                claimed_ahead: Mutex::default(),
             };
             let stopping = stopping.clone();
             let wakeup = wakeup.clone();
@@ -324,6 +355,24 @@ impl Executor {
         }
         // Pass the stop on to a sibling still waiting on the shared wake-up.
         wakeup.notify();
+        if let Some(batch) = self.take_claimed_ahead() {
+            let returned = self
+                .pool
+                .get()
+                .map_err(anyhow::Error::from)
+                .and_then(|mut conn| {
+                    let owner = &self.owner;
+                    Ok(self
+                        .gate
+                        .executor_brief(|| batches::unclaim_batch(&mut conn, batch.id, owner))?)
+                });
+            if let Err(e) = returned {
+                log::warn!(
+                    "batch {}: handing it back unstarted failed: {e:#}",
+                    batch.id
+                );
+            }
+        }
         if let Ok(mut conn) = self.pool.get() {
             let _ = heartbeats::forget(&mut conn, &self.owner);
         }
