@@ -59,7 +59,7 @@ impl Application {
             Some((
                 build_pool(
                     &config.database_url,
-                    executor_workers as u32 + EXECUTOR_SPARE_CONNECTIONS,
+                    2 * executor_workers as u32 + RETENTION_CONNECTIONS,
                     config.db_timeout,
                 )?,
                 build_pool(
@@ -276,8 +276,9 @@ fn metrics_server(bind: &str, source: MetricsSource) -> anyhow::Result<ServerHan
     Ok(handle)
 }
 
-/// Connections of the executor's pool beside one per worker: lease renewals and retention.
-const EXECUTOR_SPARE_CONNECTIONS: u32 = 2;
+/// Connections of the executor's pool beside two per worker (its batch and its lease
+/// renewals): the retention pruner's.
+const RETENTION_CONNECTIONS: u32 = 1;
 /// Connections of the dispatchers, each taken only to claim or record an attempt.
 const DISPATCHER_CONNECTIONS: u32 = 2;
 /// Most batches one process applies at once.

@@ -152,8 +152,8 @@ const CLAIM: &str = "UPDATE batches \
         record_count, entities, created_on";
 
 /// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
-/// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, so
-/// such a batch is one it could not hand back, e.g. while the database was away). Marks it
+/// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, and
+/// holds at most one claimed ahead, so such a batch is one it could not hand back, e.g. while the database was away). Marks it
 /// `RUNNING` under a lease held by `owner` until `lease_until`, and counts the attempt.
 pub fn claim_next_batch(
     conn: &mut DbConnection,
@@ -341,7 +341,7 @@ pub const BATCH_CHANNEL: &str = "stockbatch_batches";
 
 /// Tells executors on every node that the queue changed — a batch was accepted, or one
 /// completed and may have let later ones run (PostgreSQL, delivered at commit; a no-op on
-/// SQLite, whose single executor is woken in-process).
+/// SQLite, whose executor is woken in-process).
 pub fn notify_queue_changed(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Pg(c) => c.batch_execute(&format!("NOTIFY {BATCH_CHANNEL}")),

@@ -184,8 +184,9 @@ struct ReservedId {
 }
 
 /// `n` ids no position has had, for positions the caller inserts in this transaction. On
-/// SQLite they follow the highest id ever given (the write lock is held from the batch's
-/// first write, so no one else takes them); PostgreSQL draws them from the sequence.
+/// SQLite they follow the highest id ever given, so the transaction must already hold the
+/// write lock (have written): the executor's has locked its batch row first.
+/// PostgreSQL draws them from the sequence.
 pub fn reserve_ids(conn: &mut DbConnection, n: usize) -> QueryResult<Vec<i64>> {
     match conn {
         DbConnection::Sqlite(c) => {

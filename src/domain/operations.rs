@@ -102,7 +102,8 @@ pub struct View {
 
 #[derive(Debug)]
 enum Undo {
-    Position(PositionKey, Option<Stock>, bool),
+    /// The key, what it held, whether it was already changed, whether its SKU was new.
+    Position(PositionKey, Option<Stock>, bool, bool),
     Item(String, Option<Map<String, Value>>, bool),
 }
 
@@ -145,10 +146,11 @@ impl View {
     }
 
     fn set_position(&mut self, key: PositionKey, stock: Stock) {
-        self.skus_with_positions.insert(key.1.clone());
+        let new_sku = self.skus_with_positions.insert(key.1.clone());
         let was_changed = !self.changed_positions.insert(key.clone());
         let before = self.positions.insert(key.clone(), Some(stock)).flatten();
-        self.undo.push(Undo::Position(key, before, was_changed));
+        self.undo
+            .push(Undo::Position(key, before, was_changed, new_sku));
     }
 
     fn set_item(&mut self, sku: &str, properties: Map<String, Value>) {
@@ -177,9 +179,12 @@ impl View {
     pub fn undo_to(&mut self, mark: usize) {
         while self.undo.len() > mark {
             match self.undo.pop().expect("longer than mark") {
-                Undo::Position(key, before, was_changed) => {
+                Undo::Position(key, before, was_changed, new_sku) => {
                     if !was_changed {
                         self.changed_positions.remove(&key);
+                    }
+                    if new_sku {
+                        self.skus_with_positions.remove(&key.1);
                     }
                     self.positions.insert(key, before);
                 }
@@ -469,6 +474,22 @@ mod tests {
     fn parse(operation: Operation, json: &str) -> Item {
         let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
         crate::domain::stateset::parse_item(operation, &raw, "DEFAULT").unwrap()
+    }
+
+    #[test]
+    fn undoing_a_skus_first_position_forgets_the_sku() {
+        let mut view = view_with(&[]);
+        let update = parse(Operation::Update, r#"{"sku":"N","data":{"name":"n"}}"#);
+        let mark = view.mark();
+        let plus_5 = parse(
+            Operation::Adjust,
+            r#"{"sku":"N","data":{"adjustment_type":"relative","quantity":5,"location":"W1"}}"#,
+        );
+        apply_item(&mut view, &plus_5).unwrap();
+        assert!(apply_item(&mut view, &update).is_ok(), "N has a position");
+        view.undo_to(mark);
+        let refused = apply_item(&mut view, &update).unwrap_err();
+        assert_eq!(refused.code, CODE_NOT_FOUND, "{refused:?}");
     }
 
     #[test]

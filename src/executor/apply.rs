@@ -342,8 +342,7 @@ fn check_fluent(raw: &RawValue, retailer: &str) -> Checked {
 }
 
 /// Batches with at least this many items are checked on two threads: checking is a tenth
-/// of a large batch's time, and on SQLite the executor's thread is the service's bottleneck
-/// while the second core mostly waits.
+/// of a large batch's time, and it delays the batch's turn at SQLite's write lock.
 const PARALLEL_CHECK_ITEMS: usize = 1000;
 
 /// `check` of every item, in order; the second half on a thread of its own when the batch
@@ -615,7 +614,11 @@ fn write(
         let now = now();
         let version = batch.id * VERSION_STRIDE + step.items.last().map_or(0, |&i| i as i64);
         if !step.inserts.is_empty() {
-            debug_assert_eq!(ids.real.len(), step.new_ids_before);
+            assert_eq!(
+                ids.real.len(),
+                step.new_ids_before,
+                "steps are written in order"
+            );
             ids.real
                 .extend(positions::reserve_ids(conn, step.inserts.len())?);
         }

@@ -93,9 +93,10 @@ pub fn prune(
         let mut conn = conn()?;
         Ok(gate.executor(|| jobs::delete_empty_jobs_before(&mut conn, cutoff, rows))?)
     })?;
-    let tokens = gate.executor(|| {
-        tokens::delete_expired_tokens(&mut *conn()?, now).map_err(anyhow::Error::from)
-    })?;
+    let tokens = {
+        let mut conn = conn()?;
+        gate.executor(|| tokens::delete_expired_tokens(&mut conn, now))?
+    };
     let login_failures = delete_in_chunks(rows, stopping, || {
         let mut conn = conn()?;
         Ok(gate.executor(|| {
@@ -111,9 +112,10 @@ pub fn prune(
         Ok(gate.executor(|| notifications::delete_finished_before(&mut conn, cutoff, rows))?)
     })?;
     let gone = now - TimeDelta::days(1);
-    gate.executor(|| {
-        heartbeats::delete_beats_before(&mut *conn()?, gone).map_err(anyhow::Error::from)
-    })?;
+    {
+        let mut conn = conn()?;
+        gate.executor(|| heartbeats::delete_beats_before(&mut conn, gone))?;
+    }
     Ok(PruneReport {
         batches,
         jobs,
