@@ -209,6 +209,48 @@ pub fn reserve_ids(conn: &mut DbConnection, n: usize) -> QueryResult<Vec<i64>> {
     }
 }
 
+/// The stored fields of PostgreSQL's writes, as `UNNEST` names them, in the order
+/// [`bind_stock_arrays`] binds them.
+const STOCK_FIELDS: &str = "q, cq, rq, ii, rf, it, st, at, ex, v";
+/// Their array parameters when they are `$6..` (the insert) or `$3..` (the update).
+const STOCK_ARRAYS_FROM_6: &str = "$6::int8[], $7::int8[], $8::int8[], $9::text[], \
+    $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int8[]";
+const STOCK_ARRAYS_FROM_3: &str = "$3::int8[], $4::int8[], $5::int8[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[]";
+
+/// Binds the stored fields of `rows` to `query` as arrays, in [`STOCK_FIELDS`]' order.
+macro_rules! bind_stock_arrays {
+    ($query:expr, $rows:expr) => {{
+        let rows: &[StockWrite] = $rows;
+        let texts = |field: fn(&Stock) -> Option<&str>| -> Vec<Option<&str>> {
+            rows.iter().map(|r| field(r.stock)).collect()
+        };
+        $query
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.corrected_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.stock.reserved_qty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(texts(|s| s.inventory_id.as_deref()))
+            .bind::<Array<Nullable<Text>>, _>(texts(|s| s.reference.as_deref()))
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.stock.inventory_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(texts(|s| s.status.as_deref()))
+            .bind::<Array<Nullable<Text>>, _>(texts(|s| s.attributes.as_deref()))
+            .bind::<Array<Nullable<Text>>, _>(texts(|s| s.extra.as_deref()))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    }};
+}
+
 /// Inserts new positions under the ids [`reserve_ids`] gave.
 pub fn insert_positions(
     conn: &mut DbConnection,
@@ -236,61 +278,18 @@ pub fn insert_positions(
             }
         }
         DbConnection::Pg(c) => {
-            sql_query(format!(
+            let query = sql_query(format!(
                 "INSERT INTO inventory_positions ({COLUMNS}) \
-                 SELECT i, $1, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $12, $12 FROM UNNEST(\
-                 $15::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $13::text[], \
-                 $14::int8[]) AS t(i, l, s, q, cq, rq, ii, rf, it, st, at, ex, v)"
+                 SELECT i, $3, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $2, $2 FROM UNNEST(\
+                 $1::int8[], $4::text[], $5::text[], {STOCK_ARRAYS_FROM_6}) \
+                 AS t(i, l, s, {STOCK_FIELDS})"
             ))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind::<Timestamp, _>(now)
             .bind::<Text, _>(rows.first().map_or("", |r| r.retailer))
             .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.0.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.corrected_qty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<BigInt>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.reserved_qty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.inventory_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.reference.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                rows.iter()
-                    .map(|r| r.stock.inventory_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.status.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.attributes.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Timestamp, _>(now)
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.extra.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .execute(c)?;
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.key.1.as_str()).collect::<Vec<_>>());
+            bind_stock_arrays!(query, rows).execute(c)?;
         }
     }
     Ok(())
@@ -326,57 +325,13 @@ pub fn update_positions(
             }
         }
         DbConnection::Pg(c) => {
-            sql_query(format!(
-                "UPDATE inventory_positions AS p SET {SET}, updated_on = $11 FROM UNNEST(\
-                 $1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::int8[], $12::text[]) \
-                 AS u(id, q, cq, rq, ii, rf, it, st, at, v, ex) WHERE p.id = u.id"
+            let query = sql_query(format!(
+                "UPDATE inventory_positions AS p SET {SET}, updated_on = $2 FROM UNNEST(\
+                 $1::int8[], {STOCK_ARRAYS_FROM_3}) AS u(id, {STOCK_FIELDS}) WHERE p.id = u.id"
             ))
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.stock.qty).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.corrected_qty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<BigInt>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.reserved_qty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.inventory_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.reference.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                rows.iter()
-                    .map(|r| r.stock.inventory_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.status.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.attributes.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-            .bind::<Timestamp, _>(now)
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter()
-                    .map(|r| r.stock.extra.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(c)?;
+            .bind::<Timestamp, _>(now);
+            bind_stock_arrays!(query, rows).execute(c)?;
         }
     }
     Ok(())
