@@ -152,9 +152,10 @@ const CLAIM: &str = "UPDATE batches \
         record_count, entities, created_on";
 
 /// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
-/// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time, and
-/// holds at most one claimed ahead, so such a batch is one it could not hand back, e.g. while the database was away). Marks it
-/// `RUNNING` under a lease held by `owner` until `lease_until`, and counts the attempt.
+/// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time and
+/// holds at most one claimed ahead, so such a batch is one it could not hand back, e.g.
+/// while the database was away). Marks it `RUNNING` under a lease held by `owner` until
+/// `lease_until`, and counts the attempt.
 pub fn claim_next_batch(
     conn: &mut DbConnection,
     owner: &str,
@@ -287,25 +288,23 @@ pub fn request_cancel(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
 
 /// Hands a batch held by `owner` back to the queue for another attempt.
 pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    let updated = diesel::update(held_by!(id, owner))
-        .set((
-            batches::status.eq(PENDING),
-            batches::lease_owner.eq(None::<String>),
-            batches::lease_expires_at.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
-    Ok(updated == 1)
+    hand_back(conn, id, owner, 0)
 }
 
 /// Hands back a batch `owner` claimed but never started (it stopped first): it is pending
 /// again, and the claim is not counted as an attempt.
 pub fn unclaim_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    hand_back(conn, id, owner, 1)
+}
+
+/// Makes a batch held by `owner` pending again, taking back `uncounted` attempts.
+fn hand_back(conn: &mut DbConnection, id: i64, owner: &str, uncounted: i32) -> QueryResult<bool> {
     let updated = diesel::update(held_by!(id, owner))
         .set((
             batches::status.eq(PENDING),
             batches::lease_owner.eq(None::<String>),
             batches::lease_expires_at.eq(None::<NaiveDateTime>),
-            batches::attempts.eq(batches::attempts - 1),
+            batches::attempts.eq(batches::attempts - uncounted),
         ))
         .execute(conn)?;
     Ok(updated == 1)
