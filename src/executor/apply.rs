@@ -196,8 +196,8 @@ pub fn apply_batch(
                     batches::notify_queue_changed(conn)?;
                     outbox.batch_completed(conn, batch.id, now())?;
                     if let Some(lease) = claim_next {
-                        let now = now();
-                        next = batches::claim_next_batch(conn, owner, now, now + lease)?;
+                        let at = now();
+                        next = batches::claim_next_batch(conn, owner, at, at + lease)?;
                     }
                 } else {
                     return Err(TxError::LeaseLost);
@@ -613,6 +613,7 @@ fn write(
         fault_injection::refuse_write(&plan.checked, step.items.iter().copied())?;
         let now = now();
         let version = batch.id * VERSION_STRIDE + step.items.last().map_or(0, |&i| i as i64);
+        let retailer = &batch.retailer_id;
         if !step.inserts.is_empty() {
             assert_eq!(
                 ids.real.len(),
@@ -621,9 +622,6 @@ fn write(
             );
             ids.real
                 .extend(positions::reserve_ids(conn, step.inserts.len())?);
-        }
-        let retailer = &batch.retailer_id;
-        if !step.inserts.is_empty() {
             let rows = stock_writes(&step.inserts, ids, retailer, version);
             positions::insert_positions(conn, &rows, now)?;
         }

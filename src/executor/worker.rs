@@ -5,12 +5,13 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
+use diesel::QueryResult;
 
 use super::apply::{apply_batch, fail_batch, ApplyOutcome, BatchSummary};
 use super::completions::Completions;
@@ -18,7 +19,7 @@ use super::listener::spawn_listener;
 use super::retention::{spawn_pruner, RetentionConfig};
 use super::wakeup::Wakeup;
 use crate::db::models::ClaimedBatch;
-use crate::db::{batches, heartbeats, DbPool, WriteGate};
+use crate::db::{batches, heartbeats, DbConnection, DbPool, WriteGate};
 use crate::metrics::{executor_event, metrics, BatchLabels, RetailerLabels};
 use crate::notify::Outbox;
 
@@ -105,7 +106,7 @@ impl Executor {
     /// released for another attempt, or completed with 500 results after the last one.
     pub fn run_once(&self) -> anyhow::Result<Step> {
         let mut conn = self.pool.get().context("no database connection")?;
-        let ahead = self.take_claimed_ahead();
+        let ahead = self.claimed_ahead().take();
         let batch = match ahead {
             Some(batch) => batch,
             None => {
@@ -173,7 +174,7 @@ impl Executor {
             Ok(Ok(ApplyOutcome::Completed(summary, next))) => {
                 if let Some(next) = next {
                     self.claimed();
-                    *self.claimed_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(*next);
+                    *self.claimed_ahead() = Some(*next);
                 }
                 self.completions.notify();
                 self.outbox.wake();
@@ -207,11 +208,8 @@ impl Executor {
         Ok(Step::Processed(batch.id))
     }
 
-    fn take_claimed_ahead(&self) -> Option<ClaimedBatch> {
-        self.claimed_ahead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+    fn claimed_ahead(&self) -> MutexGuard<'_, Option<ClaimedBatch>> {
+        self.claimed_ahead.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts a claim and lets an idle sibling look for the batch after it.
@@ -225,16 +223,9 @@ impl Executor {
     /// Renews the lease on `batch_id` every third of the lease until `stop` hangs up.
     fn keep_lease(&self, batch_id: i64, stop: mpsc::Receiver<()>) {
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(self.config.lease / 3) {
-            let renewed = self
-                .pool
-                .get()
-                .map_err(anyhow::Error::from)
-                .and_then(|mut conn| {
-                    let until = Utc::now().naive_utc() + lease_delta(self.config.lease);
-                    Ok(self.gate.executor_brief(|| {
-                        batches::renew_lease(&mut conn, batch_id, &self.owner, until)
-                    })?)
-                });
+            let until = Utc::now().naive_utc() + lease_delta(self.config.lease);
+            let renewed =
+                self.write_briefly(|conn| batches::renew_lease(conn, batch_id, &self.owner, until));
             match renewed {
                 Ok(true) => executor_event("lease_renewal"),
                 Ok(false) => {
@@ -355,17 +346,10 @@ impl Executor {
         }
         // Pass the stop on to a sibling still waiting on the shared wake-up.
         wakeup.notify();
-        if let Some(batch) = self.take_claimed_ahead() {
-            let returned = self
-                .pool
-                .get()
-                .map_err(anyhow::Error::from)
-                .and_then(|mut conn| {
-                    let owner = &self.owner;
-                    Ok(self
-                        .gate
-                        .executor_brief(|| batches::unclaim_batch(&mut conn, batch.id, owner))?)
-                });
+        let ahead = self.claimed_ahead().take();
+        if let Some(batch) = ahead {
+            let returned =
+                self.write_briefly(|conn| batches::unclaim_batch(conn, batch.id, &self.owner));
             if let Err(e) = returned {
                 log::warn!(
                     "batch {}: handing it back unstarted failed: {e:#}",
@@ -381,11 +365,17 @@ impl Executor {
 
     /// Says this executor is alive (see `db::heartbeats`).
     fn beat(&self) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().context("no database connection")?;
         let now = Utc::now().naive_utc();
-        self.gate
-            .executor_brief(|| heartbeats::beat(&mut conn, &self.owner, now))?;
-        Ok(())
+        self.write_briefly(|conn| heartbeats::beat(conn, &self.owner, now))
+    }
+
+    /// Runs a short write on a connection of its own, in its turn at the write gate.
+    fn write_briefly<T>(
+        &self,
+        write: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.pool.get().context("no database connection")?;
+        Ok(self.gate.executor_brief(|| write(&mut conn))?)
     }
 }
 
