@@ -43,6 +43,9 @@ impl SqliteRow for NewMovement<'_> {
 
 const COLUMNS: &str = "position_id, batch_id, item_index, api, operation, previous_qty, \
     new_qty, reason, reference, created_on";
+/// [`COLUMNS`] as the SQLite insert binds them: the time first.
+const SQLITE_COLUMNS: &str = "created_on, position_id, batch_id, item_index, api, operation, \
+    previous_qty, new_qty, reason, reference";
 
 pub fn insert_movements(
     conn: &mut DbConnection,
@@ -54,16 +57,13 @@ pub fn insert_movements(
     }
     match conn {
         DbConnection::Sqlite(c) => {
-            let head = format!(
-                "INSERT INTO inventory_movements ({COLUMNS}) SELECT column1, column2, column3, \
-                 column4, column5, column6, column7, column8, column9, now.t FROM (SELECT "
-            );
+            let head = format!("INSERT INTO inventory_movements ({SQLITE_COLUMNS}) VALUES");
             for chunk in ladder_chunks(rows, &[256, 16, 1]) {
                 SqliteRows {
                     head: &head,
-                    now: Some((now, " AS t) AS now, (VALUES")),
+                    now: Some((now, 1)),
                     rows: chunk,
-                    tail: ")",
+                    tail: "",
                 }
                 .execute(c)?;
             }

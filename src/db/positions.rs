@@ -177,6 +177,23 @@ impl SqliteRow for StockWrite<'_> {
     }
 }
 
+/// The columns a [`NewPosition`] binds, in its order.
+const NEW_POSITION_COLUMNS: &str = "id, retailer_id, location_ref, sku_ref, qty, corrected_qty, \
+    reserved_qty, inventory_id, reference, inventory_type, status, attributes, extra, version, \
+    created_version";
+
+/// A position to insert (SQLite): its write, then the version again as the one that
+/// created it.
+struct NewPosition<'a>(&'a StockWrite<'a>);
+
+impl SqliteRow for NewPosition<'_> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.0.bind(out)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.0.version)
+    }
+}
+
 #[derive(QueryableByName)]
 struct ReservedId {
     #[diesel(sql_type = BigInt)]
@@ -263,16 +280,16 @@ pub fn insert_positions(
     match conn {
         DbConnection::Sqlite(c) => {
             let head = format!(
-                "INSERT INTO inventory_positions ({COLUMNS}) SELECT column1, column2, column3, \
-                 column4, column5, column6, column7, column8, column9, column10, column11, \
-                 column12, column13, column14, column14, now.t, now.t FROM (SELECT "
+                "INSERT INTO inventory_positions (created_on, updated_on, {NEW_POSITION_COLUMNS}) \
+                 VALUES"
             );
-            for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
+            let rows: Vec<NewPosition> = rows.iter().map(NewPosition).collect();
+            for chunk in ladder_chunks(&rows, SQLITE_CHUNKS) {
                 SqliteRows {
                     head: &head,
-                    now: Some((now, " AS t) AS now, (VALUES")),
+                    now: Some((now, 2)),
                     rows: chunk,
-                    tail: ")",
+                    tail: "",
                 }
                 .execute(c)?;
             }
@@ -301,30 +318,36 @@ pub fn update_positions(
     rows: &[StockWrite],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    const SET: &str = "qty = u.q, corrected_qty = u.cq, reserved_qty = u.rq, \
-        inventory_id = u.ii, reference = u.rf, inventory_type = u.it, status = u.st, \
-        attributes = u.at, extra = u.ex, version = u.v";
     match conn {
+        // An upsert on the id, conflicting on every row: plain `VALUES` rows, each updating
+        // the row its id finds, where `UPDATE ... FROM` would copy them into a temporary
+        // table first.
         DbConnection::Sqlite(c) => {
-            let tail = format!(
-                ") UPDATE inventory_positions AS p SET {SET}, updated_on = (SELECT t FROM now) \
-                 FROM (SELECT id, q, cq, rq, ii, rf, it, st, at, ex, ver AS v FROM v) AS u \
-                 WHERE p.id = u.id"
+            let head = format!(
+                "INSERT INTO inventory_positions (updated_on, created_on, {NEW_POSITION_COLUMNS}) \
+                 VALUES"
             );
-            for chunk in ladder_chunks(rows, SQLITE_CHUNKS) {
-                let statement = SqliteRows {
-                    head: "WITH now(t) AS (SELECT ",
-                    now: Some((
-                        now,
-                        "), v(id, r, l, s, q, cq, rq, ii, rf, it, st, at, ex, ver) AS (VALUES",
-                    )),
+            let tail = " ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, \
+                corrected_qty = excluded.corrected_qty, reserved_qty = excluded.reserved_qty, \
+                inventory_id = excluded.inventory_id, reference = excluded.reference, \
+                inventory_type = excluded.inventory_type, status = excluded.status, \
+                attributes = excluded.attributes, extra = excluded.extra, \
+                version = excluded.version, updated_on = excluded.updated_on";
+            let rows: Vec<NewPosition> = rows.iter().map(NewPosition).collect();
+            for chunk in ladder_chunks(&rows, SQLITE_CHUNKS) {
+                SqliteRows {
+                    head: &head,
+                    now: Some((now, 2)),
                     rows: chunk,
-                    tail: &tail,
-                };
-                statement.execute(c)?;
+                    tail,
+                }
+                .execute(c)?;
             }
         }
         DbConnection::Pg(c) => {
+            const SET: &str = "qty = u.q, corrected_qty = u.cq, reserved_qty = u.rq, \
+                inventory_id = u.ii, reference = u.rf, inventory_type = u.it, status = u.st, \
+                attributes = u.at, extra = u.ex, version = u.v";
             let query = sql_query(format!(
                 "UPDATE inventory_positions AS p SET {SET}, updated_on = $2 FROM UNNEST(\
                  $1::int8[], {STOCK_ARRAYS_FROM_3}) AS u(id, {STOCK_FIELDS}) WHERE p.id = u.id"

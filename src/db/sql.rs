@@ -15,13 +15,15 @@ pub trait SqliteRow {
     fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
 }
 
-/// `head [? then] (row), (row), ... tail` for SQLite, where `?` is `now` when given (bound
-/// once, not per row). Unlike `sql_query`, diesel caches the prepared statement (by its
-/// text, which depends only on the row count): call it with chunks from [`ladder_chunks`]
-/// so a handful of texts serve every batch.
+/// `head (row), (row), ... tail` for SQLite. With `now: Some((time, n))`, the first `n`
+/// values of every row are `time`, bound once as `?1` (so `head` must hold no parameter).
+/// Plain `VALUES` rows are read as they are written, where a join with a one-row `now`
+/// would copy them into a temporary table first. Unlike `sql_query`, diesel caches the
+/// prepared statement (by its text, which depends only on the row count): call it with
+/// chunks from [`ladder_chunks`] so a handful of texts serve every batch.
 pub struct SqliteRows<'a, R> {
     pub head: &'a str,
-    pub now: Option<(NaiveDateTime, &'a str)>,
+    pub now: Option<(NaiveDateTime, usize)>,
     pub rows: &'a [R],
     pub tail: &'a str,
 }
@@ -40,12 +42,18 @@ impl<R> RunQueryDsl<SqliteConnection> for SqliteRows<'_, R> {}
 impl<R: SqliteRow> QueryFragment<Sqlite> for SqliteRows<'_, R> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         out.push_sql(self.head);
-        if let Some((now, then)) = &self.now {
-            out.push_bind_param::<Timestamp, _>(now)?;
-            out.push_sql(then);
-        }
         for (i, row) in self.rows.iter().enumerate() {
             out.push_sql(if i == 0 { " (" } else { ", (" });
+            if let Some((now, n)) = &self.now {
+                for k in 0..*n {
+                    if i == 0 && k == 0 {
+                        out.push_bind_param::<Timestamp, _>(now)?;
+                    } else {
+                        out.push_sql("?1");
+                    }
+                    out.push_sql(", ");
+                }
+            }
             row.bind(&mut out)?;
             out.push_sql(")");
         }
