@@ -8,6 +8,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, R2D2Connection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use super::checkpointer::Checkpointer;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -45,11 +47,14 @@ impl Backend {
     }
 }
 
-/// Opens connections of the backend the URL names (never guessing by trial).
+/// Opens connections of the backend the URL names (never guessing by trial). A SQLite
+/// file's pool checkpoints its WAL on a thread of its own ([`Checkpointer`]), not in the
+/// commits of its connections.
 #[derive(Debug)]
 pub struct ConnectionManager {
     url: String,
     backend: Backend,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl ConnectionManager {
@@ -61,7 +66,22 @@ impl ConnectionManager {
             Backend::Postgres => with_network_timeouts(url, timeout),
             Backend::Sqlite => Self::sqlite_path(url).to_owned(),
         };
-        ConnectionManager { url, backend }
+        let in_memory = url == ":memory:" || url.is_empty();
+        let checkpointer = match backend {
+            Backend::Sqlite if !in_memory => match Checkpointer::start(&url) {
+                Ok(checkpointer) => Some(checkpointer),
+                Err(e) => {
+                    log::warn!("SQLite checkpoints in its commits: no thread for them ({e})");
+                    None
+                }
+            },
+            _ => None,
+        };
+        ConnectionManager {
+            url,
+            backend,
+            checkpointer,
+        }
     }
 
     /// The file a SQLite URL (`sqlite://PATH`, `sqlite:PATH` or a bare path) names.
@@ -93,6 +113,10 @@ impl r2d2::ManageConnection for ConnectionManager {
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
+                if self.checkpointer.is_some() {
+                    conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")
+                        .map_err(r2d2::Error::QueryError)?;
+                }
                 Ok(DbConnection::Sqlite(conn))
             }
         }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod activity;
 pub mod api_keys;
 pub mod batches;
+mod checkpointer;
 mod connection;
 pub mod heartbeats;
 pub mod idempotency;
