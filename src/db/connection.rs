@@ -303,4 +303,74 @@ mod tests {
         let bare = with_network_timeouts("postgres://u@h/db", Duration::from_millis(500));
         assert!(bare.starts_with("postgres://u@h/db?connect_timeout=2&tcp_user_timeout=1000&"));
     }
+
+    /// Positions stored before their key led with the SKU keep their ids, fields and the
+    /// sequence of ids given, and their key stays unique.
+    #[test]
+    fn positions_keyed_by_sku_keep_what_was_stored() {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Text)]
+            sku_ref: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        while !conn
+            .applied_migrations()
+            .unwrap()
+            .iter()
+            .any(|v| v.to_string().ends_with("000011"))
+        {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        let insert = |sku: &str| {
+            format!(
+                "INSERT INTO inventory_positions (retailer_id, location_ref, sku_ref, qty, \
+                 inventory_type, version, created_version, created_on, updated_on, extra) \
+                 VALUES ('R', 'L', '{sku}', 5, 'DEFAULT', 1, 1, '2026-01-01 00:00:00', \
+                 '2026-01-01 00:00:00', '{{\"uom\":\"EA\"}}')"
+            )
+        };
+        conn.batch_execute(&format!(
+            "{}; {}; DELETE FROM inventory_positions WHERE sku_ref = 'B';",
+            insert("A"),
+            insert("B")
+        ))
+        .unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        conn.batch_execute(&insert("C")).unwrap();
+        assert!(
+            conn.batch_execute(&insert("C")).is_err(),
+            "the key is unique"
+        );
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT id, sku_ref FROM inventory_positions WHERE extra = '{\"uom\":\"EA\"}' \
+             ORDER BY id",
+        )
+        .load(&mut conn)
+        .unwrap();
+        let rows: Vec<(i64, &str)> = rows.iter().map(|r| (r.id, r.sku_ref.as_str())).collect();
+        assert_eq!(rows, [(1, "A"), (3, "C")], "id 2 is not given again");
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        let indexes: Vec<Name> = diesel::sql_query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'inventory_positions'",
+        )
+        .load(&mut conn)
+        .unwrap();
+        let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["sqlite_autoindex_inventory_positions_1"],
+            "only the key's index is left"
+        );
+    }
 }
