@@ -4,7 +4,7 @@
 //! or changes nothing and yields an error: a transfer moves both sides or neither. The same
 //! code serves a real run and a dry run; the executor writes what changed.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
