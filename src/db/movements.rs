@@ -41,10 +41,8 @@ impl SqliteRow for NewMovement<'_> {
     }
 }
 
-const COLUMNS: &str = "position_id, batch_id, item_index, api, operation, previous_qty, \
-    new_qty, reason, reference, created_on";
-/// [`COLUMNS`] as the SQLite insert binds them: the time first.
-const SQLITE_COLUMNS: &str = "created_on, position_id, batch_id, item_index, api, operation, \
+/// The time first: SQLite binds it as each row's first value.
+const COLUMNS: &str = "created_on, position_id, batch_id, item_index, api, operation, \
     previous_qty, new_qty, reason, reference";
 
 pub fn insert_movements(
@@ -57,7 +55,7 @@ pub fn insert_movements(
     }
     match conn {
         DbConnection::Sqlite(c) => {
-            let head = format!("INSERT INTO inventory_movements ({SQLITE_COLUMNS}) VALUES");
+            let head = format!("INSERT INTO inventory_movements ({COLUMNS}) VALUES");
             for chunk in ladder_chunks(rows, &[256, 16, 1]) {
                 SqliteRows {
                     head: &head,
@@ -70,7 +68,7 @@ pub fn insert_movements(
         }
         DbConnection::Pg(c) => {
             sql_query(format!(
-                "INSERT INTO inventory_movements ({COLUMNS}) SELECT p, b, i, a, o, pq, nq, r, rf, $10 \
+                "INSERT INTO inventory_movements ({COLUMNS}) SELECT $10, p, b, i, a, o, pq, nq, r, rf \
                  FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::text[], $5::text[], \
                  $6::int8[], $7::int8[], $8::text[], $9::text[]) AS t(p, b, i, a, o, pq, nq, r, rf)"
             ))

@@ -177,10 +177,11 @@ impl SqliteRow for StockWrite<'_> {
     }
 }
 
-/// The columns a [`NewPosition`] binds, in its order.
-const NEW_POSITION_COLUMNS: &str = "id, retailer_id, location_ref, sku_ref, qty, corrected_qty, \
-    reserved_qty, inventory_id, reference, inventory_type, status, attributes, extra, version, \
-    created_version";
+/// The columns a position insert writes: the time twice first (SQLite binds it as each
+/// row's first two values), then what a [`NewPosition`] binds, in its order.
+const POSITION_COLUMNS: &str = "created_on, updated_on, id, retailer_id, location_ref, \
+    sku_ref, qty, corrected_qty, reserved_qty, inventory_id, reference, inventory_type, status, \
+    attributes, extra, version, created_version";
 
 /// A position to insert (SQLite): its write, then the version again as the one that
 /// created it.
@@ -192,6 +193,27 @@ impl SqliteRow for NewPosition<'_> {
         out.push_sql(", ");
         out.push_bind_param::<BigInt, _>(&self.0.version)
     }
+}
+
+/// Inserts `rows` as new positions on SQLite, `tail` saying what a row whose id exists does.
+fn write_positions_sqlite(
+    c: &mut diesel::SqliteConnection,
+    rows: &[StockWrite],
+    now: NaiveDateTime,
+    tail: &str,
+) -> QueryResult<()> {
+    let head = format!("INSERT INTO inventory_positions ({POSITION_COLUMNS}) VALUES");
+    let rows: Vec<NewPosition> = rows.iter().map(NewPosition).collect();
+    for chunk in ladder_chunks(&rows, SQLITE_CHUNKS) {
+        SqliteRows {
+            head: &head,
+            now: Some((now, 2)),
+            rows: chunk,
+            tail,
+        }
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -274,30 +296,12 @@ pub fn insert_positions(
     rows: &[StockWrite],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    const COLUMNS: &str = "id, retailer_id, location_ref, sku_ref, qty, corrected_qty, \
-        reserved_qty, inventory_id, reference, inventory_type, status, attributes, extra, \
-        version, created_version, created_on, updated_on";
     match conn {
-        DbConnection::Sqlite(c) => {
-            let head = format!(
-                "INSERT INTO inventory_positions (created_on, updated_on, {NEW_POSITION_COLUMNS}) \
-                 VALUES"
-            );
-            let rows: Vec<NewPosition> = rows.iter().map(NewPosition).collect();
-            for chunk in ladder_chunks(&rows, SQLITE_CHUNKS) {
-                SqliteRows {
-                    head: &head,
-                    now: Some((now, 2)),
-                    rows: chunk,
-                    tail: "",
-                }
-                .execute(c)?;
-            }
-        }
+        DbConnection::Sqlite(c) => write_positions_sqlite(c, rows, now, "")?,
         DbConnection::Pg(c) => {
             let query = sql_query(format!(
-                "INSERT INTO inventory_positions ({COLUMNS}) \
-                 SELECT i, $3, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v, $2, $2 FROM UNNEST(\
+                "INSERT INTO inventory_positions ({POSITION_COLUMNS}) \
+                 SELECT $2, $2, i, $3, l, s, q, cq, rq, ii, rf, it, st, at, ex, v, v FROM UNNEST(\
                  $1::int8[], $4::text[], $5::text[], {STOCK_ARRAYS_FROM_6}) \
                  AS t(i, l, s, {STOCK_FIELDS})"
             ))
@@ -322,28 +326,17 @@ pub fn update_positions(
         // An upsert on the id, conflicting on every row: plain `VALUES` rows, each updating
         // the row its id finds, where `UPDATE ... FROM` would copy them into a temporary
         // table first.
-        DbConnection::Sqlite(c) => {
-            let head = format!(
-                "INSERT INTO inventory_positions (updated_on, created_on, {NEW_POSITION_COLUMNS}) \
-                 VALUES"
-            );
-            let tail = " ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, \
-                corrected_qty = excluded.corrected_qty, reserved_qty = excluded.reserved_qty, \
-                inventory_id = excluded.inventory_id, reference = excluded.reference, \
-                inventory_type = excluded.inventory_type, status = excluded.status, \
-                attributes = excluded.attributes, extra = excluded.extra, \
-                version = excluded.version, updated_on = excluded.updated_on";
-            let rows: Vec<NewPosition> = rows.iter().map(NewPosition).collect();
-            for chunk in ladder_chunks(&rows, SQLITE_CHUNKS) {
-                SqliteRows {
-                    head: &head,
-                    now: Some((now, 2)),
-                    rows: chunk,
-                    tail,
-                }
-                .execute(c)?;
-            }
-        }
+        DbConnection::Sqlite(c) => write_positions_sqlite(
+            c,
+            rows,
+            now,
+            " ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, \
+             corrected_qty = excluded.corrected_qty, reserved_qty = excluded.reserved_qty, \
+             inventory_id = excluded.inventory_id, reference = excluded.reference, \
+             inventory_type = excluded.inventory_type, status = excluded.status, \
+             attributes = excluded.attributes, extra = excluded.extra, \
+             version = excluded.version, updated_on = excluded.updated_on",
+        )?,
         DbConnection::Pg(c) => {
             const SET: &str = "qty = u.q, corrected_qty = u.cq, reserved_qty = u.rq, \
                 inventory_id = u.ii, reference = u.rf, inventory_type = u.it, status = u.st, \
