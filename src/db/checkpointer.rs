@@ -16,6 +16,7 @@ use diesel::prelude::*;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Checkpoints the WAL of one SQLite file until dropped.
+#[derive(Debug)]
 pub struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -67,12 +68,6 @@ impl Drop for Checkpointer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-impl std::fmt::Debug for Checkpointer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Checkpointer")
     }
 }
 
