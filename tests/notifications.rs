@@ -326,6 +326,11 @@ fn subscriptions_are_permission_checked_isolated_and_their_secrets_sealed() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            json!({"url": "\u{a0}", "events": ["*"]}),
+            "is not a URL",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
             json!({"url": "http://u:p@127.0.0.1/", "events": ["*"]}),
             "credentials",
             StatusCode::UNPROCESSABLE_ENTITY,

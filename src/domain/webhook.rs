@@ -55,7 +55,9 @@ pub fn parse_subscription(body: &[u8]) -> Result<SubscriptionDraft, Vec<String>>
         parse_object(body).map_err(|e| vec![format!("the request body is {e}")])?;
     let mut errors = Vec::new();
     let url = match wire.url.as_ref().and_then(Scalar::as_str) {
-        Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        // A blank URL is a string, as the schema asks: the destination check refuses it
+        // (422) like any other URL it cannot use.
+        Some(url) if !url.is_empty() => url.trim().to_owned(),
         Some(_) | None => {
             errors.push("'url' is required: the http(s) URL events are POSTed to".to_owned());
             String::new()
