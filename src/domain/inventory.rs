@@ -20,31 +20,98 @@ pub const CODE_INVALID: i32 = 400;
 pub const CODE_OTHER_RETAILER: i32 = 401;
 pub const CODE_FAILED: i32 = 500;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// An InventoryPost as sent: its documented fields, and every other top-level field with
+/// its value's text. Read in one pass; a documented field given twice is refused.
+#[derive(Default)]
 struct InventoryPostWire<'a> {
-    #[serde(default)]
     retailer_id: Option<Scalar>,
-    #[serde(default)]
     inventory_id: Option<Scalar>,
-    #[serde(default)]
     sku_ref: Option<Scalar>,
-    #[serde(default)]
     location_ref: Option<Scalar>,
-    #[serde(default)]
     qty: Option<Scalar>,
-    #[serde(default)]
     corrected_qty: Option<Scalar>,
-    #[serde(default)]
     reserved_qty: Option<Scalar>,
-    #[serde(default, rename = "ref")]
     reference: Option<Scalar>,
-    #[serde(default, rename = "type")]
     inventory_type: Option<Scalar>,
-    #[serde(default)]
     status: Option<Scalar>,
-    #[serde(default, borrow)]
     attributes: Option<&'a RawValue>,
+    others: Vec<(String, &'a RawValue)>,
+}
+
+/// A top-level key of an InventoryPost: a documented field's index in
+/// [`DOCUMENTED_FIELDS`], or another key.
+enum FieldKey {
+    Documented(usize),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = FieldKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<FieldKey, E> {
+                Ok(match DOCUMENTED_FIELDS.iter().position(|f| *f == key) {
+                    Some(i) => FieldKey::Documented(i),
+                    None => FieldKey::Other(key.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(Key)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for InventoryPostWire<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = InventoryPostWire<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an InventoryPost object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut wire = InventoryPostWire::default();
+                let mut seen = [false; DOCUMENTED_FIELDS.len()];
+                while let Some(key) = map.next_key::<FieldKey>()? {
+                    let i = match key {
+                        FieldKey::Other(key) => {
+                            wire.others.push((key, map.next_value()?));
+                            continue;
+                        }
+                        FieldKey::Documented(i) => i,
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(serde::de::Error::duplicate_field(DOCUMENTED_FIELDS[i]));
+                    }
+                    let slot = match i {
+                        0 => &mut wire.retailer_id,
+                        1 => &mut wire.inventory_id,
+                        2 => &mut wire.sku_ref,
+                        3 => &mut wire.location_ref,
+                        4 => &mut wire.qty,
+                        5 => &mut wire.corrected_qty,
+                        6 => &mut wire.reserved_qty,
+                        7 => &mut wire.reference,
+                        8 => &mut wire.inventory_type,
+                        9 => &mut wire.status,
+                        _ => {
+                            wire.attributes = map.next_value()?;
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value()?;
+                }
+                Ok(wire)
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
 }
 
 /// A record that passed every check.
@@ -172,7 +239,7 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
     ))
     .flatten();
     let attributes = take!(check_attributes(wire.attributes)).flatten();
-    let extra = take!(extra_fields(raw.get())).flatten();
+    let extra = take!(extra_fields(wire.others)).flatten();
 
     let entity_ref = reference
         .clone()
@@ -231,42 +298,21 @@ const DOCUMENTED_FIELDS: [&str; 11] = [
     "attributes",
 ];
 
-/// Whether an object has a key beyond `known`, found without building the object.
-struct HasOtherKeys(bool);
-
-impl<'de> Deserialize<'de> for HasOtherKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Keys;
-        impl<'de> serde::de::Visitor<'de> for Keys {
-            type Value = HasOtherKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<HasOtherKeys, A::Error> {
-                let mut other = false;
-                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
-                    other |= !DOCUMENTED_FIELDS.contains(&key.as_ref());
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-                Ok(HasOtherKeys(other))
-            }
-        }
-        deserializer.deserialize_map(Keys)
-    }
-}
-
-/// The record's other fields as a JSON object (keys sorted), if it has any.
-fn extra_fields(record: &str) -> Result<Option<String>, String> {
-    let scan: HasOtherKeys = serde_json::from_str(record).map_err(|e| e.to_string())?;
-    if !scan.0 {
+/// The record's other fields as a JSON object (keys sorted; of a key given twice, the
+/// last), if it has any.
+fn extra_fields(others: Vec<(String, &RawValue)>) -> Result<Option<String>, String> {
+    if others.is_empty() {
         return Ok(None);
     }
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(record).map_err(|_| "the record is nested too deeply".to_owned())?;
-    fields.retain(|k, _| !DOCUMENTED_FIELDS.contains(&k.as_str()));
+    let mut fields = serde_json::Map::new();
+    for (key, raw) in others {
+        // Stored in an object and served back parsed: one level deeper than sent.
+        if nesting_depth(raw.get()) >= MAX_NESTING {
+            return Err("the record is nested too deeply".to_owned());
+        }
+        let value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+        fields.insert(key, value);
+    }
     let text = serde_json::Value::Object(fields).to_string();
     if text.len() > MAX_ATTRIBUTES_BYTES {
         return Err(format!(
@@ -274,6 +320,35 @@ fn extra_fields(record: &str) -> Result<Option<String>, String> {
         ));
     }
     Ok(Some(text))
+}
+
+/// The deepest nesting of arrays and objects serde_json parses (its recursion limit).
+const MAX_NESTING: usize = 127;
+
+/// How deeply arrays and objects nest in `json`, which is valid JSON.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn check_attributes(raw: Option<&RawValue>) -> Result<Option<String>, String> {
@@ -288,7 +363,7 @@ fn check_attributes(raw: Option<&RawValue>) -> Result<Option<String>, String> {
         ));
     }
     // Stored as given and served back parsed: it must parse within serde_json's depth limit.
-    if serde_json::from_str::<serde_json::Value>(text).is_err() {
+    if nesting_depth(text) > MAX_NESTING {
         return Err("'attributes' is nested too deeply".to_owned());
     }
     Ok(Some(text.to_owned()))
@@ -421,6 +496,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn nesting_is_measured_as_serde_json_limits_it() {
+        for depth in [1, 2, MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1] {
+            let json = format!(
+                r#"{}{{"a\"[":"]}}\\"}}{}"#,
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            );
+            assert_eq!(nesting_depth(&json), depth, "{json}");
+            let parses = serde_json::from_str::<serde_json::Value>(&json).is_ok();
+            assert_eq!(parses, depth <= MAX_NESTING, "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn too_deep_or_repeated_fields_are_refused() {
+        let deep = |field: &str, depth: usize| {
+            format!(
+                r#"{{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"{field}":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(check(&deep("lot", MAX_NESTING - 1)).is_ok());
+        assert_eq!(
+            message(&deep("lot", MAX_NESTING)),
+            (400, "the record is nested too deeply".into())
+        );
+        let attributes = |depth: usize| {
+            format!(
+                r#"{{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"attributes":{{"a":{}{}}}}}"#,
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        assert!(check(&attributes(MAX_NESTING)).is_ok());
+        assert_eq!(
+            message(&attributes(MAX_NESTING + 1)),
+            (400, "'attributes' is nested too deeply".into())
+        );
+        let (code, text) =
+            message(r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"qty":2}"#);
+        assert_eq!(code, 400);
+        assert!(text.contains("duplicate field `qty`"), "{text}");
+        let r = check(r#"{"retailerId":197,"skuRef":"S","locationRef":"L","qty":1,"u\u006fm":"EA","uom":"KG"}"#)
+            .unwrap();
+        assert_eq!(r.extra.as_deref(), Some(r#"{"uom":"KG"}"#));
     }
 
     #[test]
