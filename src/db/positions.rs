@@ -11,14 +11,15 @@ use diesel::sqlite::Sqlite;
 
 use super::models::Position;
 use super::schema::inventory_positions as positions;
-use super::sql::{bind_values, ladder_chunks, SqliteRow, SqliteRows};
+use super::sql::{bind_values, ladder_chunks, SqliteRow, SqliteRows, Typed};
 use super::DbConnection;
 use crate::domain::operations::{PositionKey, Stock};
 
 /// Rows per multi-row SQLite statement: few statement texts, each prepared once.
 const SQLITE_CHUNKS: &[usize] = &[128, 16, 1];
 
-#[derive(QueryableByName)]
+/// Read by position on SQLite (as [`StockRowSql`]), by column name on PostgreSQL.
+#[derive(QueryableByName, Queryable)]
 struct StockRow {
     /// Which of the keys looked up it is.
     #[diesel(sql_type = BigInt)]
@@ -45,8 +46,23 @@ struct StockRow {
     extra: Option<String>,
 }
 
+type StockRowSql = (
+    BigInt,
+    BigInt,
+    BigInt,
+    Nullable<BigInt>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Text,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+);
+
 impl StockRow {
-    fn into_stock(self, keys: &[PositionKey]) -> (PositionKey, Stock) {
+    /// The index of its key among those looked up, and its fields.
+    fn into_stock(self) -> (usize, Stock) {
         let stock = Stock {
             id: Some(self.id),
             qty: self.qty,
@@ -59,7 +75,7 @@ impl StockRow {
             attributes: self.attributes,
             extra: self.extra,
         };
-        (keys[self.key_index as usize].clone(), stock)
+        (self.key_index as usize, stock)
     }
 }
 
@@ -85,12 +101,12 @@ impl SqliteRow for KeyRow<'_> {
     }
 }
 
-/// The positions of `retailer` at `keys` that exist.
+/// The positions of `retailer` at `keys` that exist, each with the index of its key.
 pub fn load_positions(
     conn: &mut DbConnection,
     retailer: &str,
     keys: &[PositionKey],
-) -> QueryResult<Vec<(PositionKey, Stock)>> {
+) -> QueryResult<Vec<(usize, Stock)>> {
     let rows: Vec<StockRow> = match conn {
         DbConnection::Sqlite(c) => {
             let head = format!("SELECT k.column4 AS key_index, {STOCK_COLUMNS} FROM (VALUES");
@@ -112,7 +128,7 @@ pub fn load_positions(
                     rows: chunk,
                     tail,
                 };
-                rows.extend(statement.load::<StockRow>(c)?);
+                rows.extend(Typed::<_, StockRowSql>::new(statement).load::<StockRow>(c)?);
             }
             rows
         }
@@ -129,7 +145,7 @@ pub fn load_positions(
         .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
         .load(c)?,
     };
-    Ok(rows.into_iter().map(|row| row.into_stock(keys)).collect())
+    Ok(rows.into_iter().map(StockRow::into_stock).collect())
 }
 
 /// Of `skus`, those with at least one position of `retailer`.

@@ -62,6 +62,33 @@ impl<R: SqliteRow> QueryFragment<Sqlite> for SqliteRows<'_, R> {
     }
 }
 
+/// A SQLite statement whose rows are read by position as `ST`, where `sql_query`'s rows
+/// are read by column name (a search of the column names for every field of every row).
+pub struct Typed<Q, ST>(Q, std::marker::PhantomData<ST>);
+
+impl<Q, ST> Typed<Q, ST> {
+    pub fn new(query: Q) -> Self {
+        Typed(query, std::marker::PhantomData)
+    }
+}
+
+impl<Q, ST> QueryId for Typed<Q, ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, ST: 'static> Query for Typed<Q, ST> {
+    type SqlType = ST;
+}
+
+impl<Q, ST> RunQueryDsl<SqliteConnection> for Typed<Q, ST> {}
+
+impl<Q: QueryFragment<Sqlite>, ST> QueryFragment<Sqlite> for Typed<Q, ST> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
 /// Binds a row's values, separated by `, `: `bind_values!(out, BigInt => &self.id, ...)`.
 macro_rules! bind_values {
     ($out:expr, $ty:ty => $value:expr $(, $rest_ty:ty => $rest:expr)* $(,)?) => {{

@@ -93,7 +93,8 @@ pub const CODE_SKIPPED: i32 = 0;
 pub struct View {
     positions: HashMap<PositionKey, Option<Stock>>,
     items: HashMap<String, Option<Map<String, Value>>>,
-    /// SKUs with at least one position (an `update` needs its item to exist).
+    /// Of the SKUs whose items were looked up, those with at least one position (an
+    /// `update` needs its item to exist).
     skus_with_positions: HashSet<String>,
     changed_positions: HashSet<PositionKey>,
     changed_items: HashSet<String>,
@@ -108,29 +109,36 @@ enum Undo {
 }
 
 impl View {
-    /// A view of `positions` (found) and `items` (found) among the keys looked up; keys
-    /// looked up but not found are known not to exist.
+    /// A view of the positions `found` (by their index in `looked_up`) and `items` (found)
+    /// among the keys looked up; keys looked up but not found are known not to exist.
     pub fn new(
-        looked_up: impl IntoIterator<Item = PositionKey>,
-        positions: impl IntoIterator<Item = (PositionKey, Stock)>,
+        looked_up: Vec<PositionKey>,
+        found: impl IntoIterator<Item = (usize, Stock)>,
         items_looked_up: impl IntoIterator<Item = String>,
         items: impl IntoIterator<Item = (String, Map<String, Value>)>,
         skus_with_positions: impl IntoIterator<Item = String>,
     ) -> View {
         let mut view = View {
-            positions: looked_up.into_iter().map(|k| (k, None)).collect(),
             items: items_looked_up.into_iter().map(|k| (k, None)).collect(),
             skus_with_positions: skus_with_positions.into_iter().collect(),
             ..View::default()
         };
-        for (key, stock) in positions {
-            view.skus_with_positions.insert(key.1.clone());
-            view.positions.insert(key, Some(stock));
+        let mut stock = vec![None; looked_up.len()];
+        for (i, found) in found {
+            view.note_position_of(&looked_up[i].1);
+            stock[i] = Some(found);
         }
+        view.positions = looked_up.into_iter().zip(stock).collect();
         for (sku, properties) in items {
             view.items.insert(sku, Some(properties));
         }
         view
+    }
+
+    /// Notes that `sku` has a position, where it matters (its item was looked up); whether
+    /// it is news.
+    fn note_position_of(&mut self, sku: &str) -> bool {
+        self.items.contains_key(sku) && self.skus_with_positions.insert(sku.to_owned())
     }
 
     pub fn position(&self, key: &PositionKey) -> Option<&Stock> {
@@ -146,7 +154,7 @@ impl View {
     }
 
     fn set_position(&mut self, key: PositionKey, stock: Stock) {
-        let new_sku = self.skus_with_positions.insert(key.1.clone());
+        let new_sku = self.note_position_of(&key.1);
         let was_changed = !self.changed_positions.insert(key.clone());
         let before = self.positions.insert(key.clone(), Some(stock)).flatten();
         self.undo
@@ -463,8 +471,11 @@ mod tests {
 
     fn view_with(stock: &[(&str, &str, i64)]) -> View {
         View::new(
-            stock.iter().map(|(l, s, _)| key(l, s)),
-            stock.iter().map(|(l, s, q)| (key(l, s), Stock::new(*q))),
+            stock.iter().map(|(l, s, _)| key(l, s)).collect(),
+            stock
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, q))| (i, Stock::new(*q))),
             Vec::new(),
             Vec::new(),
             Vec::new(),
@@ -478,7 +489,13 @@ mod tests {
 
     #[test]
     fn undoing_a_skus_first_position_forgets_the_sku() {
-        let mut view = view_with(&[]);
+        let mut view = View::new(
+            Vec::new(),
+            Vec::new(),
+            vec!["N".to_owned()],
+            Vec::new(),
+            Vec::new(),
+        );
         let update = parse(Operation::Update, r#"{"sku":"N","data":{"name":"n"}}"#);
         let mark = view.mark();
         let plus_5 = parse(

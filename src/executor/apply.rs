@@ -85,16 +85,16 @@ enum Checked {
 }
 
 impl Checked {
-    fn keys(&self) -> Vec<PositionKey> {
+    /// The positions the item touches, as (location, SKU).
+    fn add_keys<'a>(&'a self, keys: &mut Vec<(&'a str, &'a str)>) {
         match self {
-            Checked::Record(r) => vec![(r.location_ref.clone(), r.sku_ref.clone())],
-            Checked::Item(item) => item
-                .keys()
-                .into_iter()
-                .filter(|(loc, _)| *loc != ITEM_LOCATION)
-                .map(|(loc, sku)| (loc.to_owned(), sku.to_owned()))
-                .collect(),
-            Checked::Invalid { .. } => Vec::new(),
+            Checked::Record(r) => keys.push((&r.location_ref, &r.sku_ref)),
+            Checked::Item(item) => keys.extend(
+                item.keys()
+                    .into_iter()
+                    .filter(|(loc, _)| *loc != ITEM_LOCATION),
+            ),
+            Checked::Invalid { .. } => {}
         }
     }
 
@@ -379,10 +379,14 @@ where
 fn load_view(conn: &mut DbConnection, plan: &Plan) -> diesel::QueryResult<View> {
     let retailer = &plan.batch.retailer_id;
     let pending = || plan.pending.iter().map(|&i| &plan.checked[i]);
-    let keys: Vec<PositionKey> = pending()
-        .flat_map(Checked::keys)
-        .collect::<BTreeSet<_>>()
+    let mut touched = Vec::with_capacity(plan.pending.len());
+    pending().for_each(|c| c.add_keys(&mut touched));
+    // In the index's order (SKU, then location): each lookup starts near the last.
+    touched.sort_unstable_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+    touched.dedup();
+    let keys: Vec<PositionKey> = touched
         .into_iter()
+        .map(|(location, sku)| (location.to_owned(), sku.to_owned()))
         .collect();
     let item_skus: Vec<String> = pending()
         .filter_map(|c| match c {
