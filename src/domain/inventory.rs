@@ -89,6 +89,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for InventoryPostWire<'a> {
                     if std::mem::replace(&mut seen[i], true) {
                         return Err(serde::de::Error::duplicate_field(DOCUMENTED_FIELDS[i]));
                     }
+                    // In DOCUMENTED_FIELDS' order.
                     let slot = match i {
                         0 => &mut wire.retailer_id,
                         1 => &mut wire.inventory_id,

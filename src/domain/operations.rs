@@ -482,6 +482,17 @@ mod tests {
         )
     }
 
+    /// A view that looked up these SKUs' items (none found) and no positions.
+    fn view_of_items(skus: &[&str]) -> View {
+        View::new(
+            Vec::new(),
+            Vec::new(),
+            skus.iter().map(|s| s.to_string()),
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
     fn parse(operation: Operation, json: &str) -> Item {
         let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
         crate::domain::stateset::parse_item(operation, &raw, "DEFAULT").unwrap()
@@ -489,13 +500,7 @@ mod tests {
 
     #[test]
     fn undoing_a_skus_first_position_forgets_the_sku() {
-        let mut view = View::new(
-            Vec::new(),
-            Vec::new(),
-            vec!["N".to_owned()],
-            Vec::new(),
-            Vec::new(),
-        );
+        let mut view = view_of_items(&["N"]);
         let update = parse(Operation::Update, r#"{"sku":"N","data":{"name":"n"}}"#);
         let mark = view.mark();
         let plus_5 = parse(
@@ -621,13 +626,7 @@ mod tests {
 
     #[test]
     fn updates_need_an_item_and_imports_replace_it() {
-        let mut view = View::new(
-            Vec::new(),
-            Vec::new(),
-            vec!["A".to_owned()],
-            Vec::new(),
-            Vec::new(),
-        );
+        let mut view = view_of_items(&["A"]);
         let update = parse(Operation::Update, r#"{"sku":"A","data":{"price":29.99}}"#);
         let refused = apply_item(&mut view, &update).unwrap_err();
         assert_eq!(
