@@ -303,11 +303,18 @@ pub fn release_free_memory() {
 /// Makes every allocation of 1 MiB or more its own mapping, returned to the system when
 /// freed. glibc otherwise raises that threshold after large frees, and then keeps the
 /// memory of a burst of large request bodies or password hashes for the life of the process.
+/// Also keeps glibc to one heap (arena) per core, not up to eight per core: after a burst of
+/// large batches every thread's heap is left with long-lived blocks (SQLite's caches)
+/// scattered among freed ones, and fewer heaps hold fewer such pages.
 pub fn return_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator settings; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        // SAFETY: mallopt only changes allocator settings; called before other threads start.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+            libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
+        }
     }
 }
 

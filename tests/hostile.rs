@@ -419,12 +419,13 @@ fn a_key_too_long_for_the_index_fails_only_its_own_record(backend: Backend) {
     );
 }
 
-/// A 5000-record batch of about 16.5 MB (each record carries ~3.3 KB of attributes).
-fn large_batch() -> Vec<u8> {
+/// A 5000-record batch of about 16.5 MB (each record carries ~3.3 KB of attributes); record
+/// `i` sets quantity `i + shift`.
+fn large_batch(shift: usize) -> Vec<u8> {
     let padding = "x".repeat(3200);
     let entities: Vec<Value> = (0..5000)
         .map(|i| {
-            json!({"retailerId": "1", "locationRef": "L", "skuRef": format!("BIG-{i}"), "qty": i,
+            json!({"retailerId": "1", "locationRef": "L", "skuRef": format!("BIG-{i}"), "qty": i + shift,
                    "attributes": {"padding": padding}})
         })
         .collect();
@@ -449,12 +450,47 @@ fn a_burst_of_large_uploads_is_bounded_and_memory_comes_back() {
             .unwrap(),
     );
     let job = job["id"].as_str().unwrap().to_owned();
-    let body = Arc::new(large_batch());
+    let body = Arc::new(large_batch(0));
     assert!(
         body.len() > 16_000_000 && body.len() < 16 * 1024 * 1024,
         "{}",
         body.len()
     );
+    let post = |body: Vec<u8>| {
+        reqwest::blocking::Client::new()
+            .post(format!("{base}/api/v4.1/job/{job}/batch"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let applied = |batch: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, b) = read(
+                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=1"))
+                    .send()
+                    .unwrap(),
+            );
+            if b["status"] == "COMPLETE" {
+                assert_eq!(b["results"][0]["responseCode"], 200, "{b}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch} not done: {}",
+                b["status"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // One large batch first (other quantities, so the burst still writes): what a service
+    // holds once it has applied one (SQLite's page caches, prepared statements) is the
+    // baseline the burst is measured against.
+    let (status, warm_up) = read(post(large_batch(1)));
+    assert_eq!(status, StatusCode::OK, "{warm_up}");
+    applied(warm_up["id"].as_str().unwrap());
     std::thread::sleep(Duration::from_millis(300));
     let start = rss_mib(pid);
     let watch = RssWatch::start(pid);
@@ -463,16 +499,10 @@ fn a_burst_of_large_uploads_is_bounded_and_memory_comes_back() {
     let refused = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..40 {
-            let (body, job, token, base) = (body.clone(), &job, &token, &base);
+            let (body, post) = (body.clone(), &post);
             let (accepted, refused) = (&accepted, &refused);
             scope.spawn(move || {
-                let response = reqwest::blocking::Client::new()
-                    .post(format!("{base}/api/v4.1/job/{job}/batch"))
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(body.to_vec())
-                    .send()
-                    .unwrap();
+                let response = post(body.to_vec());
                 let retry_after = response.headers().get("retry-after").is_some();
                 let (status, answer) = read(response);
                 match status {
@@ -492,28 +522,11 @@ fn a_burst_of_large_uploads_is_bounded_and_memory_comes_back() {
     });
     let accepted = accepted.into_inner().unwrap();
     for batch in &accepted {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, b) = read(
-                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=1"))
-                    .send()
-                    .unwrap(),
-            );
-            if b["status"] == "COMPLETE" {
-                assert_eq!(b["results"][0]["responseCode"], 200, "{b}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "batch {batch} not done: {}",
-                b["status"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        applied(batch);
     }
     let peak = watch.peak();
     drop(watch);
-    let settled = settles_near(pid, start, 60.0, Duration::from_secs(10));
+    let settled = settles_near(pid, start, 40.0, Duration::from_secs(10));
     eprintln!(
         "40 concurrent 16.5 MB uploads: {} accepted, {} refused with 503; RSS start {start:.1}, \
          peak {peak:.1}, after {settled:.1} MiB",
@@ -527,7 +540,7 @@ fn a_burst_of_large_uploads_is_bounded_and_memory_comes_back() {
     );
     assert!(peak < 500.0, "peak RSS {peak:.1} MiB");
     assert!(
-        settled <= start + 60.0,
+        settled <= start + 40.0,
         "RSS {settled:.1} MiB after, {start:.1} before"
     );
 }
