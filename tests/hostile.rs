@@ -85,6 +85,25 @@ fn settles_near(pid: u32, target: f64, slack: f64, within: Duration) -> f64 {
     }
 }
 
+/// Polls the batch at `url` every `every` until it is COMPLETE and returns it; fails after
+/// `within`.
+fn completed_batch(
+    api: &reqwest::blocking::Client,
+    url: &str,
+    within: Duration,
+    every: Duration,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, batch) = read(api.get(url).send().unwrap());
+        if status == StatusCode::OK && batch["status"] == "COMPLETE" {
+            return batch;
+        }
+        assert!(Instant::now() < deadline, "{url} not done: {batch}");
+        std::thread::sleep(every);
+    }
+}
+
 /// One HTTP/1.1 keep-alive connection, written by hand so a flood costs the test little.
 struct Conn {
     reader: BufReader<TcpStream>,
@@ -314,20 +333,13 @@ fn a_login_flood_does_not_starve_health_reads_or_the_executor() {
     assert!(reads.iter().all(|s| *s == StatusCode::OK));
     // The executor kept running: every batch posted during the flood completes.
     for batch in &batches {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, body) = read(
-                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}"))
-                    .send()
-                    .unwrap(),
-            );
-            if body["status"] == "COMPLETE" {
-                assert_eq!(body["results"][0]["responseCode"], 200);
-                break;
-            }
-            assert!(Instant::now() < deadline, "batch {batch} stuck: {body}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let body = completed_batch(
+            &api,
+            &format!("{base}/api/v4.1/job/{job}/batch/{batch}"),
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+        );
+        assert_eq!(body["results"][0]["responseCode"], 200);
     }
 }
 
@@ -466,24 +478,13 @@ fn a_burst_of_large_uploads_is_bounded_and_memory_comes_back() {
             .unwrap()
     };
     let applied = |batch: &str| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, b) = read(
-                api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=1"))
-                    .send()
-                    .unwrap(),
-            );
-            if b["status"] == "COMPLETE" {
-                assert_eq!(b["results"][0]["responseCode"], 200, "{b}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "batch {batch} not done: {}",
-                b["status"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let b = completed_batch(
+            &api,
+            &format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=1"),
+            Duration::from_secs(120),
+            Duration::from_millis(100),
+        );
+        assert_eq!(b["results"][0]["responseCode"], 200, "{b}");
     };
     // One large batch first (other quantities, so the burst still writes): what a service
     // holds once it has applied one (SQLite's page caches, prepared statements) is the
@@ -757,27 +758,18 @@ fn a_silent_database_partition_answers_503_in_time_and_recovers_with_nothing_los
             .to_owned(),
     );
     for batch in &accepted {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = read(
-                api.get(format!(
-                    "{base}/api/v4.1/job/{job}/batch/{batch}?count=5000"
-                ))
-                .send()
-                .unwrap(),
-            );
-            if status == StatusCode::OK && body["status"] == "COMPLETE" {
-                let results = body["results"].as_array().unwrap();
-                assert_eq!(results.len(), 2000);
-                assert!(
-                    results.iter().all(|r| r["responseCode"] == 200),
-                    "batch {batch}"
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "batch {batch} not done: {body}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let body = completed_batch(
+            &api,
+            &format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=5000"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+        );
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2000);
+        assert!(
+            results.iter().all(|r| r["responseCode"] == 200),
+            "batch {batch}"
+        );
     }
     let results = numbers(
         db.url(),
@@ -825,19 +817,12 @@ fn a_record_the_database_refuses_fails_alone(backend: Backend) {
     );
     assert_eq!(status, StatusCode::OK, "{batch}");
     let batch = batch["id"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let (_, b) = read(
-            api.get(format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=200"))
-                .send()
-                .unwrap(),
-        );
-        if b["status"] == "COMPLETE" {
-            break b;
-        }
-        assert!(Instant::now() < deadline, "{backend:?}: not done");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let done = completed_batch(
+        &api,
+        &format!("{base}/api/v4.1/job/{job}/batch/{batch}?count=200"),
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+    );
     let results = done["results"].as_array().unwrap();
     assert_eq!(results.len(), 101);
     for (i, r) in results.iter().enumerate() {
