@@ -4,7 +4,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::query_builder::AstPass;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
@@ -101,37 +101,15 @@ impl SqliteRow for KeyRow<'_> {
     }
 }
 
-/// The positions of `retailer` at `keys` that exist, each with the index of its key.
+/// The positions of `retailer` at `keys` (distinct) that exist, each with the index of its
+/// key.
 pub fn load_positions(
     conn: &mut DbConnection,
     retailer: &str,
     keys: &[PositionKey],
 ) -> QueryResult<Vec<(usize, Stock)>> {
     let rows: Vec<StockRow> = match conn {
-        DbConnection::Sqlite(c) => {
-            let head = format!("SELECT k.column4 AS key_index, {STOCK_COLUMNS} FROM (VALUES");
-            let tail = ") AS k JOIN inventory_positions p ON p.retailer_id = k.column1 \
-                AND p.location_ref = k.column2 AND p.sku_ref = k.column3";
-            let key_rows: Vec<KeyRow> = (0..)
-                .zip(keys)
-                .map(|(index, key)| KeyRow {
-                    retailer,
-                    key,
-                    index,
-                })
-                .collect();
-            let mut rows = Vec::with_capacity(keys.len());
-            for chunk in ladder_chunks(&key_rows, SQLITE_CHUNKS) {
-                let statement = SqliteRows {
-                    head: &head,
-                    now: None,
-                    rows: chunk,
-                    tail,
-                };
-                rows.extend(Typed::<_, StockRowSql>::new(statement).load::<StockRow>(c)?);
-            }
-            rows
-        }
+        DbConnection::Sqlite(c) => return load_positions_sqlite(c, retailer, keys),
         // One index lookup per key, whatever the planner's statistics say: a plain join
         // on a table not analysed yet (autovacuum off, or just loaded) reads every position.
         DbConnection::Pg(c) => sql_query(format!(
@@ -146,6 +124,106 @@ pub fn load_positions(
         .load(c)?,
     };
     Ok(rows.into_iter().map(StockRow::into_stock).collect())
+}
+
+/// Keys one SKU-range scan looks up.
+const SCAN_KEYS: usize = 500;
+/// Rows a scan may read per key it looks up, beyond which its keys are looked up one by one.
+const SCAN_ROWS_PER_KEY: usize = 2;
+
+/// SQLite reads the keys in runs of [`SCAN_KEYS`] by SKU: each run's SKU range in one index
+/// scan, where the batch covers most positions in that range (a snapshot in SKU order), as
+/// one index seek and a row per key cost about twice as much. A range holding many more
+/// positions than the run looks up (a batch of one location's stock, or scattered SKUs)
+/// is abandoned after [`SCAN_ROWS_PER_KEY`] rows per key, and it and the runs after it are
+/// looked up key by key.
+fn load_positions_sqlite(
+    c: &mut diesel::SqliteConnection,
+    retailer: &str,
+    keys: &[PositionKey],
+) -> QueryResult<Vec<(usize, Stock)>> {
+    let key = |i: &usize| (keys[*i].1.as_str(), keys[*i].0.as_str());
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    let mut found = Vec::with_capacity(keys.len());
+    let mut one_by_one: &[usize] = &[];
+    for (n, run) in order.chunks(SCAN_KEYS).enumerate() {
+        let limit = run.len() * SCAN_ROWS_PER_KEY + 1;
+        let scan = SkuRange {
+            retailer,
+            first: key(&run[0]).0,
+            last: key(&run[run.len() - 1]).0,
+            limit: limit as i64,
+        };
+        let rows: Vec<(String, String, StockRow)> = scan.load(c)?;
+        if rows.len() == limit {
+            one_by_one = &order[n * SCAN_KEYS..];
+            break;
+        }
+        for (location, sku, row) in rows {
+            if let Ok(at) = run.binary_search_by(|i| key(i).cmp(&(sku.as_str(), location.as_str())))
+            {
+                found.push((run[at], row.into_stock().1));
+            }
+        }
+    }
+    let key_rows: Vec<KeyRow> = one_by_one
+        .iter()
+        .map(|&i| KeyRow {
+            retailer,
+            key: &keys[i],
+            index: i as i64,
+        })
+        .collect();
+    let head = format!("SELECT k.column4 AS key_index, {STOCK_COLUMNS} FROM (VALUES");
+    let tail = ") AS k JOIN inventory_positions p ON p.retailer_id = k.column1 \
+        AND p.location_ref = k.column2 AND p.sku_ref = k.column3";
+    for chunk in ladder_chunks(&key_rows, SQLITE_CHUNKS) {
+        let statement = SqliteRows {
+            head: &head,
+            now: None,
+            rows: chunk,
+            tail,
+        };
+        let rows = Typed::<_, StockRowSql>::new(statement).load::<StockRow>(c)?;
+        found.extend(rows.into_iter().map(StockRow::into_stock));
+    }
+    Ok(found)
+}
+
+/// At most `limit` positions of `retailer` with a SKU from `first` to `last`, with their
+/// keys (and a key index of 0, read as a [`StockRow`]).
+struct SkuRange<'a> {
+    retailer: &'a str,
+    first: &'a str,
+    last: &'a str,
+    limit: i64,
+}
+
+impl QueryId for SkuRange<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for SkuRange<'_> {
+    type SqlType = (Text, Text, StockRowSql);
+}
+
+impl RunQueryDsl<diesel::SqliteConnection> for SkuRange<'_> {}
+
+impl QueryFragment<Sqlite> for SkuRange<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT p.location_ref, p.sku_ref, 0, ");
+        out.push_sql(STOCK_COLUMNS);
+        out.push_sql(" FROM inventory_positions p WHERE p.retailer_id = ");
+        out.push_bind_param::<Text, _>(self.retailer)?;
+        out.push_sql(" AND p.sku_ref BETWEEN ");
+        out.push_bind_param::<Text, _>(self.first)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<Text, _>(self.last)?;
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)
+    }
 }
 
 /// Of `skus`, those with at least one position of `retailer`.
@@ -408,4 +486,116 @@ pub fn list_positions(
         .select(Position::as_select())
         .load(conn)?;
     Ok((page, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use diesel::Connection;
+
+    use super::*;
+
+    fn sku(s: usize) -> String {
+        format!("S-{s:03}")
+    }
+
+    fn location(l: usize) -> String {
+        format!("L-{l:02}")
+    }
+
+    /// A database with the positions of `skus` x `locations` for retailer "1" (qty
+    /// `s * 100 + l`) and, at the same keys, for retailer "2" (negative qty).
+    fn stocked(skus: usize, locations: usize) -> DbConnection {
+        let mut conn = DbConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        crate::db::run_migrations(&mut conn).unwrap();
+        let keys: Vec<(PositionKey, i64)> = (0..skus)
+            .flat_map(|s| {
+                (0..locations).map(move |l| ((location(l), sku(s)), (s * 100 + l) as i64))
+            })
+            .collect();
+        for (retailer, sign) in [("1", 1), ("2", -1)] {
+            let stocks: Vec<Stock> = keys
+                .iter()
+                .map(|(_, qty)| Stock {
+                    id: None,
+                    qty: sign * qty,
+                    corrected_qty: None,
+                    reserved_qty: None,
+                    inventory_id: None,
+                    reference: None,
+                    inventory_type: "LAST_ON_HAND".into(),
+                    status: None,
+                    attributes: None,
+                    extra: None,
+                })
+                .collect();
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let ids = reserve_ids(conn, keys.len())?;
+                let rows: Vec<StockWrite> = keys
+                    .iter()
+                    .zip(&stocks)
+                    .zip(ids)
+                    .map(|(((key, _), stock), id)| StockWrite {
+                        id,
+                        retailer,
+                        key,
+                        stock,
+                        version: 1,
+                    })
+                    .collect();
+                insert_positions(conn, &rows, chrono::Utc::now().naive_utc())
+            })
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Looks `keys` up for retailer "1" and checks every key that exists was found once,
+    /// with its own quantity, and no other.
+    fn assert_found(conn: &mut DbConnection, keys: &[PositionKey], skus: usize, locations: usize) {
+        let found = load_positions(conn, "1", keys).unwrap();
+        let mut by_index = HashMap::new();
+        for (i, stock) in found {
+            assert!(
+                by_index.insert(i, stock.qty).is_none(),
+                "key {i} found twice"
+            );
+        }
+        for (i, (l, s)) in keys.iter().enumerate() {
+            let (s, l): (usize, usize) = (s[2..].parse().unwrap(), l[2..].parse().unwrap());
+            let expected = (s < skus && l < locations).then_some((s * 100 + l) as i64);
+            assert_eq!(by_index.get(&i).copied(), expected, "key {:?}", keys[i]);
+        }
+    }
+
+    #[test]
+    fn a_batch_covering_its_sku_range_finds_each_position_once() {
+        let mut conn = stocked(30, 40);
+        // Every position, shuffled, and keys of SKUs and locations that have none.
+        let mut keys: Vec<PositionKey> = (0..32)
+            .flat_map(|s| (0..41).map(move |l| (location(l), sku(s))))
+            .collect();
+        keys.reverse();
+        keys.swap(3, 700);
+        assert_found(&mut conn, &keys, 30, 40);
+    }
+
+    #[test]
+    fn a_batch_of_one_location_among_many_finds_its_positions() {
+        let mut conn = stocked(30, 40);
+        let keys: Vec<PositionKey> = (0..35).map(|s| (location(7), sku(s))).collect();
+        assert_found(&mut conn, &keys, 30, 40);
+    }
+
+    #[test]
+    fn a_batch_dense_then_sparse_finds_every_position() {
+        let mut conn = stocked(30, 40);
+        let mut keys: Vec<PositionKey> = (0..13)
+            .flat_map(|s| (0..40).map(move |l| (location(l), sku(s))))
+            .collect();
+        keys.extend((13..30).map(|s| (location(7), sku(s))));
+        assert!(keys.len() > SCAN_KEYS);
+        assert_found(&mut conn, &keys, 30, 40);
+    }
 }
