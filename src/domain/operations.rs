@@ -123,12 +123,21 @@ impl View {
             skus_with_positions: skus_with_positions.into_iter().collect(),
             ..View::default()
         };
-        let mut stock = vec![None; looked_up.len()];
-        for (i, found) in found {
-            view.note_position_of(&looked_up[i].1);
-            stock[i] = Some(found);
+        let mut found: Vec<(usize, Stock)> = found.into_iter().collect();
+        found.sort_unstable_by_key(|(i, _)| *i);
+        let mut found = found.into_iter().peekable();
+        view.positions.reserve(looked_up.len());
+        for (i, key) in looked_up.into_iter().enumerate() {
+            let stock = found.next_if(|(at, _)| *at == i).map(|(_, stock)| stock);
+            if stock.is_some() {
+                view.note_position_of(&key.1);
+            }
+            view.positions.insert(key, stock);
         }
-        view.positions = looked_up.into_iter().zip(stock).collect();
+        debug_assert!(
+            found.next().is_none(),
+            "every position found is of a key looked up"
+        );
         for (sku, properties) in items {
             view.items.insert(sku, Some(properties));
         }
