@@ -3,6 +3,7 @@
 //! share one at once, so a batch reads its positions once and writes what it changed.
 
 use chrono::NaiveDateTime;
+use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
@@ -155,16 +156,20 @@ fn load_positions_sqlite(
             last: key(&run[run.len() - 1]).0,
             limit: limit as i64,
         };
-        let rows: Vec<(String, String, StockRow)> = scan.load(c)?;
-        if rows.len() == limit {
-            one_by_one = &order[n * SCAN_KEYS..];
-            break;
-        }
-        for (location, sku, row) in rows {
+        let before = found.len();
+        let mut read = 0;
+        for row in scan.load_iter::<(String, String, StockRow), DefaultLoadingMode>(c)? {
+            let (location, sku, row) = row?;
+            read += 1;
             if let Ok(at) = run.binary_search_by(|i| key(i).cmp(&(sku.as_str(), location.as_str())))
             {
                 found.push((run[at], row.into_stock().1));
             }
+        }
+        if read == limit {
+            found.truncate(before);
+            one_by_one = &order[n * SCAN_KEYS..];
+            break;
         }
     }
     let key_rows: Vec<KeyRow> = one_by_one
