@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn a_batch_covering_its_sku_range_finds_each_position_once() {
         let mut conn = stocked(30, 40);
-        // Every position, shuffled, and keys of SKUs and locations that have none.
+        // Every position, out of order, and keys of SKUs and locations that have none.
         let mut keys: Vec<PositionKey> = (0..32)
             .flat_map(|s| (0..41).map(move |l| (location(l), sku(s))))
             .collect();
