@@ -133,8 +133,8 @@ const SCAN_KEYS: usize = 500;
 const SCAN_ROWS_PER_KEY: usize = 2;
 
 /// SQLite reads the keys in runs of [`SCAN_KEYS`] by SKU: each run's SKU range in one index
-/// scan, where the batch covers most positions in that range (a snapshot in SKU order), as
-/// one index seek and a row per key cost about twice as much. A range holding many more
+/// scan. Where the batch covers most positions in that range (a snapshot in SKU order), an
+/// index seek and a row per key cost half as much again. A range holding many more
 /// positions than the run looks up (a batch of one location's stock, or scattered SKUs)
 /// is abandoned after [`SCAN_ROWS_PER_KEY`] rows per key, and it and the runs after it are
 /// looked up key by key.
