@@ -7,15 +7,23 @@ use diesel::sql_query;
 use diesel::sql_types::{Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
-use super::schema::batches;
+use super::schema::{batch_records, batches};
 use super::sql::{delete_before, numbered_for_sqlite};
 use super::{write_transaction, DbConnection};
 
+/// Stores a batch and its records.
 pub fn insert_batch(conn: &mut DbConnection, batch: &NewBatch) -> QueryResult<i64> {
-    diesel::insert_into(batches::table)
+    let id = diesel::insert_into(batches::table)
         .values(batch)
         .returning(batches::id)
-        .get_result(conn)
+        .get_result(conn)?;
+    diesel::insert_into(batch_records::table)
+        .values((
+            batch_records::batch_id.eq(id),
+            batch_records::entities.eq(batch.entities),
+        ))
+        .execute(conn)?;
+    Ok(id)
 }
 
 /// Stores an accepted batch as PENDING and tells executors. Call inside a transaction: on
@@ -89,12 +97,11 @@ pub fn queue_gauges(conn: &mut DbConnection) -> QueryResult<QueueGauges> {
 
 /// The records a batch was posted with (kept until retention prunes the batch).
 pub fn find_entities(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>> {
-    batches::table
+    batch_records::table
         .find(id)
-        .select(batches::entities)
-        .first::<Option<String>>(conn)
+        .select(batch_records::entities)
+        .first(conn)
         .optional()
-        .map(Option::flatten)
 }
 
 /// Closes a job now (it takes no more batches).
@@ -149,7 +156,7 @@ const CLAIM: &str = "UPDATE batches \
             AND a.loc_min COLLATED <= b.loc_max AND b.loc_min COLLATED <= a.loc_max) \
         ORDER BY b.id LIMIT 1 LOCKED) \
     RETURNING id, job_id, retailer_id, api, action, options, dry_run, preprocessing, attempts, \
-        record_count, entities, created_on";
+        record_count, created_on";
 
 /// Takes the oldest batch that may run now (see [`CLAIM`]) and is pending, whose lease has
 /// expired, or that `owner` itself left `RUNNING` (an executor runs one batch at a time and
@@ -353,9 +360,9 @@ pub fn notify_queue_changed(conn: &mut DbConnection) -> QueryResult<()> {
 const PRUNED: &str = "SELECT id FROM batches WHERE status = 'COMPLETE' AND created_on < $1 \
     AND RETAILER ORDER BY id LIMIT $2";
 
-/// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their results: of
-/// `retailer`, or when `None` of every retailer without a retention of its own. Both
-/// statements write first, so on SQLite the transaction takes the write lock at once.
+/// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their records and
+/// results: of `retailer`, or when `None` of every retailer without a retention of its own.
+/// Every statement writes first, so on SQLite the transaction takes the write lock at once.
 pub fn delete_completed_batches_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
@@ -387,10 +394,12 @@ pub fn delete_completed_batches_before(
         }
     };
     write_transaction(conn, |conn| {
-        delete(
-            conn,
-            format!("DELETE FROM batch_results WHERE batch_id IN ({pruned})"),
-        )?;
+        for table in ["batch_results", "batch_records"] {
+            delete(
+                conn,
+                format!("DELETE FROM {table} WHERE batch_id IN ({pruned})"),
+            )?;
+        }
         delete(conn, format!("DELETE FROM batches WHERE id IN ({pruned})"))
     })
 }

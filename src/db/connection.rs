@@ -304,6 +304,67 @@ mod tests {
         assert!(bare.starts_with("postgres://u@h/db?connect_timeout=2&tcp_user_timeout=1000&"));
     }
 
+    /// Applies SQLite's migrations up to and including the one whose version ends in `last`.
+    fn migrate_sqlite_to(conn: &mut SqliteConnection, last: &str) {
+        while !conn
+            .applied_migrations()
+            .unwrap()
+            .iter()
+            .any(|v| v.to_string().ends_with(last))
+        {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+    }
+
+    /// Batches queued while their records sat in the batches row keep them, and their
+    /// state, once the records have a table of their own.
+    #[test]
+    fn queued_batches_keep_their_records_in_a_table_of_their_own() {
+        use diesel::sql_types::Text;
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        migrate_sqlite_to(&mut conn, "000012");
+        conn.batch_execute(
+            "INSERT INTO batches (retailer_id, action, entity_type, status, record_count, \
+             entities, created_on) VALUES \
+             ('R', 'UPSERT', 'INVENTORY', 'PENDING', 1, '[{\"skuRef\":\"A\"}]', '2026-01-01 00:00:00'), \
+             ('R', 'UPSERT', 'INVENTORY', 'COMPLETE', 2, '[{},{}]', '2026-01-01 00:00:00');",
+        )
+        .unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let mut conn = DbConnection::Sqlite(conn);
+        let records = |conn: &mut DbConnection, id| crate::db::batches::find_entities(conn, id);
+        assert_eq!(
+            records(&mut conn, 1).unwrap().as_deref(),
+            Some("[{\"skuRef\":\"A\"}]")
+        );
+        assert_eq!(records(&mut conn, 2).unwrap().as_deref(), Some("[{},{}]"));
+        assert_eq!(records(&mut conn, 3).unwrap(), None);
+        let pending = crate::db::batches::find_batch_by_id(&mut conn, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (pending.status.as_str(), pending.record_count),
+            ("PENDING", 1)
+        );
+        let DbConnection::Sqlite(c) = &mut conn else {
+            unreachable!()
+        };
+        let columns: Vec<Name> = diesel::sql_query("SELECT name FROM pragma_table_info('batches')")
+            .load(c)
+            .unwrap();
+        assert!(
+            columns.iter().all(|c| c.name != "entities"),
+            "the batches row no longer holds records"
+        );
+    }
+
     /// Positions stored before their key led with the SKU keep their ids, fields and the
     /// sequence of ids given, and their key stays unique.
     #[test]
@@ -319,14 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        while !conn
-            .applied_migrations()
-            .unwrap()
-            .iter()
-            .any(|v| v.to_string().ends_with("000011"))
-        {
-            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
-        }
+        migrate_sqlite_to(&mut conn, "000011");
         let insert = |sku: &str| {
             format!(
                 "INSERT INTO inventory_positions (retailer_id, location_ref, sku_ref, qty, \

@@ -80,6 +80,8 @@ pub struct NewBatch<'a> {
     pub entity_type: &'a str,
     pub status: &'a str,
     pub record_count: i32,
+    /// The records as posted (a JSON array), stored beside the batch in `batch_records`.
+    #[diesel(skip_insertion)]
     pub entities: &'a str,
     pub options: Option<&'a str>,
     pub dry_run: i32,
@@ -94,7 +96,9 @@ pub struct NewBatch<'a> {
     pub created_on: NaiveDateTime,
 }
 
-/// A batch an executor has claimed, with the records it must apply.
+/// A batch an executor has claimed (its records are read with [`find_entities`]).
+///
+/// [`find_entities`]: super::batches::find_entities
 #[derive(QueryableByName, Debug, Clone)]
 pub struct ClaimedBatch {
     #[diesel(sql_type = BigInt)]
@@ -117,8 +121,6 @@ pub struct ClaimedBatch {
     pub attempts: i32,
     #[diesel(sql_type = Integer)]
     pub record_count: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub entities: Option<String>,
     /// When it was accepted.
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     pub created_on: NaiveDateTime,

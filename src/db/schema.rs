@@ -21,7 +21,6 @@ diesel::table! {
         entity_type -> Text,
         status -> Text,
         record_count -> Integer,
-        entities -> Nullable<Text>,
         options -> Nullable<Text>,
         dry_run -> Integer,
         sku_min -> Nullable<Text>,
@@ -42,6 +41,13 @@ diesel::table! {
         unchanged_count -> Nullable<Integer>,
         cancel_requested -> Integer,
         cancelled -> Integer,
+    }
+}
+
+diesel::table! {
+    batch_records (batch_id) {
+        batch_id -> BigInt,
+        entities -> Text,
     }
 }
 
@@ -266,6 +272,7 @@ diesel::joinable!(tokens -> oauth_clients (client_id));
 diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     batches,
+    batch_records,
     batch_results,
     inventory_positions,
     retailers,

@@ -128,7 +128,7 @@ enum Outcome {
     Skipped,
 }
 
-/// Applies `batch` while `owner` holds its lease. With `claim_next` (a lease), the
+/// Applies `batch`, posted with `records` (a JSON array), while `owner` holds its lease. With `claim_next` (a lease), the
 /// transaction that completes it also claims `owner`'s next batch: where writers take turns
 /// at one lock (SQLite), a claim of its own would wait for another worker's whole batch
 /// before this worker could read and decide its next one.
@@ -137,10 +137,11 @@ pub fn apply_batch(
     gate: &WriteGate,
     outbox: &Outbox,
     batch: &ClaimedBatch,
+    records: &str,
     owner: &str,
     claim_next: Option<TimeDelta>,
 ) -> anyhow::Result<ApplyOutcome> {
-    let mut plan = plan(conn, batch)?;
+    let mut plan = plan(conn, batch, records)?;
     let mut view = load_view(conn, &plan).context("reading the batch's stock failed")?;
     let step_items = if gate.is_gated() {
         GATED_STEP_ITEMS
@@ -276,13 +277,13 @@ fn recorded(
 }
 
 /// Checks every item and finds those still to apply.
-fn plan<'a>(conn: &mut DbConnection, batch: &'a ClaimedBatch) -> anyhow::Result<Plan<'a>> {
-    let entities = batch
-        .entities
-        .as_deref()
-        .context("the batch has no records stored")?;
+fn plan<'a>(
+    conn: &mut DbConnection,
+    batch: &'a ClaimedBatch,
+    records: &str,
+) -> anyhow::Result<Plan<'a>> {
     let raw: Vec<&RawValue> =
-        serde_json::from_str(entities).context("stored records are not a JSON array")?;
+        serde_json::from_str(records).context("stored records are not a JSON array")?;
     let (checked, options) = if batch.api == FLUENT {
         let checked = check_in_parallel(&raw, |r| check_fluent(r, &batch.retailer_id));
         let options = Options {
@@ -994,8 +995,15 @@ mod tests {
             gate
         }
 
+        /// The records `batch` was queued with.
+        fn records_of(conn: &mut DbConnection, batch: &ClaimedBatch) -> String {
+            batches::find_entities(conn, batch.id).unwrap().unwrap()
+        }
+
         fn apply(conn: &mut DbConnection, gate: &WriteGate, batch: &ClaimedBatch) -> BatchSummary {
-            match apply_batch(conn, gate, &Outbox::default(), batch, OWNER, None).unwrap() {
+            let records = records_of(conn, batch);
+            match apply_batch(conn, gate, &Outbox::default(), batch, &records, OWNER, None).unwrap()
+            {
                 ApplyOutcome::Completed(summary, _) => summary,
                 ApplyOutcome::LeaseLost => panic!("lease lost"),
             }
@@ -1040,7 +1048,8 @@ mod tests {
             // The first transaction commits, then the executor stops: emulate by applying
             // only the first step under a fresh plan.
             {
-                let mut plan = plan(&mut conn, &batch).unwrap();
+                let records = records_of(&mut conn, &batch);
+                let mut plan = plan(&mut conn, &batch, &records).unwrap();
                 let mut view = load_view(&mut conn, &plan).unwrap();
                 let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
                 let mut ids = NewIds::default();
@@ -1111,11 +1120,13 @@ mod tests {
             let (_dir, mut conn, batch) = claimed();
             let next_id = queue(&mut conn, &records()[..10]);
             let lease = Some(TimeDelta::minutes(5));
+            let records = records_of(&mut conn, &batch);
             let outcome = apply_batch(
                 &mut conn,
                 &WriteGate::default(),
                 &Outbox::default(),
                 &batch,
+                &records,
                 OWNER,
                 lease,
             );

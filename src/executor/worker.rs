@@ -142,6 +142,11 @@ impl Executor {
             return Ok(Step::Processed(batch.id));
         }
         let started = Instant::now();
+        let records = match batches::find_entities(&mut conn, batch.id) {
+            Ok(Some(records)) => records,
+            Ok(None) => return self.failed(batch, "the batch has no records stored"),
+            Err(e) => return self.failed(batch, &format!("reading its records failed: {e}")),
+        };
         let outcome = std::thread::scope(|scope| {
             // Other executors may take over a batch whose lease ran out: keep it fresh
             // while this one runs.
@@ -154,6 +159,7 @@ impl Executor {
                     &self.gate,
                     &self.outbox,
                     &batch,
+                    &records,
                     &self.owner,
                     claim_next,
                 )
@@ -163,11 +169,8 @@ impl Executor {
         });
         // A panic may have left the connection inside a transaction: the pool drops it.
         drop(conn);
-        if batch
-            .entities
-            .as_ref()
-            .is_some_and(|e| e.len() > LARGE_BATCH_BYTES)
-        {
+        if records.len() > LARGE_BATCH_BYTES {
+            drop(records);
             crate::startup::release_free_memory();
         }
         let failure = match outcome {
@@ -204,7 +207,12 @@ impl Executor {
             Ok(Err(e)) => format!("{e:#}"),
             Err(panic) => format!("panicked: {}", panic_message(&*panic)),
         };
-        self.after_failure(&batch, &failure)?;
+        self.failed(batch, &failure)
+    }
+
+    /// Handles a failed attempt at `batch` (see [`Executor::after_failure`]).
+    fn failed(&self, batch: ClaimedBatch, failure: &str) -> anyhow::Result<Step> {
+        self.after_failure(&batch, failure)?;
         Ok(Step::Processed(batch.id))
     }
 
