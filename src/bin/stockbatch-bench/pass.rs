@@ -143,6 +143,13 @@ pub fn run(cx: &Context, pass: u8) -> anyhow::Result<PassStats> {
     post_latency.sort();
     let elapsed = finished - started;
     let posted = posted.into_inner().unwrap();
+    eprintln!(
+        "pass {pass}: {} records in {:.2} s, {:.0} records/s; service CPU {:.2} s",
+        a.total_records(),
+        elapsed.as_secs_f64(),
+        a.total_records() as f64 / elapsed.as_secs_f64(),
+        cpu.service
+    );
 
     eprintln!("pass {pass}: reading and checking every result");
     let read_started = Instant::now();
