@@ -167,7 +167,7 @@ fn an_executor_killed_mid_batch_loses_and_repeats_nothing(backend: Backend) {
     );
     let per_batch = numbers(
         db.url(),
-        "SELECT COUNT(*) AS n FROM batch_results GROUP BY batch_id ORDER BY batch_id",
+        "SELECT CAST(SUM(results) AS BIGINT) AS n FROM batch_result_chunks GROUP BY batch_id ORDER BY batch_id",
     );
     assert_eq!(
         per_batch,
@@ -255,7 +255,10 @@ fn sigterm_during_a_batch_exits_cleanly_and_strands_nothing(backend: Backend) {
         state == vec![1] || state == vec![0],
         "{backend:?}: COMPLETE or back in the queue, got {state:?}"
     );
-    let results = numbers(db.url(), "SELECT COUNT(*) AS n FROM batch_results");
+    let results = numbers(
+        db.url(),
+        "SELECT CAST(COALESCE(SUM(results), 0) AS BIGINT) AS n FROM batch_result_chunks",
+    );
     assert_eq!(
         results,
         vec![if state == vec![1] { 1000 } else { 0 }],
@@ -333,7 +336,7 @@ fn three_executors_apply_200_concurrent_batches_exactly_once_in_acceptance_order
     );
     let per_batch = numbers(
         db.url(),
-        "SELECT COUNT(*) AS n FROM batch_results GROUP BY batch_id",
+        "SELECT CAST(SUM(results) AS BIGINT) AS n FROM batch_result_chunks GROUP BY batch_id",
     );
     assert!(
         per_batch.len() == 200 && per_batch.iter().all(|n| *n == 20),
@@ -418,7 +421,7 @@ fn a_database_outage_answers_503_and_recovers_without_losing_a_batch() {
     assert_eq!(stock.len(), 200, "both batches applied");
     let per_batch = numbers(
         db.url(),
-        "SELECT COUNT(*) AS n FROM batch_results GROUP BY batch_id",
+        "SELECT CAST(SUM(results) AS BIGINT) AS n FROM batch_result_chunks GROUP BY batch_id",
     );
     assert_eq!(per_batch, vec![100, 100]);
 }
@@ -484,8 +487,9 @@ fn results_of_a_partly_applied_batch_stay_hidden_until_it_is_complete(backend: B
         db.url(),
         &format!(
             "UPDATE batches SET status = 'RUNNING' WHERE id = {batch}; \
-             INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, message) \
-             VALUES ({batch}, 0, 1, 'SKU-0:L', 200, 'Inventory created')"
+             INSERT INTO batch_result_chunks (batch_id, first_seq, last_seq, results, failed, body) \
+             VALUES ({batch}, 0, 0, 1, 0, \
+             '{{\"messages\":[\"Inventory created\"],\"rows\":[[0,1,\"SKU-0:L\",200,0,null]]}}')"
         ),
     );
     let running = get_batch(&base, &job, &batch);

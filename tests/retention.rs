@@ -75,9 +75,17 @@ fn pruning_removes_old_batches_in_chunks_and_keeps_positions(backend: Backend) {
         "{backend:?}"
     );
     assert_eq!(
-        numbers(app.db.url(), "SELECT COUNT(*) AS n FROM batch_results"),
+        numbers(
+            app.db.url(),
+            "SELECT CAST(COALESCE(SUM(results), 0) AS BIGINT) AS n FROM batch_result_chunks"
+        ),
         vec![1],
         "{backend:?}"
+    );
+    assert_eq!(
+        numbers(app.db.url(), "SELECT batch_id AS n FROM batch_records"),
+        remaining,
+        "{backend:?}: only the kept batch's records are left"
     );
     assert_eq!(
         numbers(

@@ -394,7 +394,7 @@ pub fn delete_completed_batches_before(
         }
     };
     write_transaction(conn, |conn| {
-        for table in ["batch_results", "batch_records"] {
+        for table in ["batch_result_chunks", "batch_records"] {
             delete(
                 conn,
                 format!("DELETE FROM {table} WHERE batch_id IN ({pruned})"),

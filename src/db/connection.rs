@@ -365,6 +365,109 @@ mod tests {
         );
     }
 
+    /// Results stored a row each read back the same from the chunks they become, and the
+    /// way back restores the rows.
+    #[test]
+    fn results_stored_a_row_each_read_back_from_their_chunks() {
+        use crate::db::models::BatchResult;
+        use crate::db::results::{failed_seqs, first_errors, page_results};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        migrate_sqlite_to(&mut conn, "000013");
+        let rows: Vec<String> = (0..2100)
+            .map(|seq| match seq {
+                7 => format!("(1, {seq}, NULL, 'X', 400, 'bad \"qty\"', NULL)"),
+                2050 => format!("(1, {seq}, 9, 'S', 200, 'adjusted', '{{\"n\":[1,2]}}')"),
+                _ => format!(
+                    "(1, {seq}, {}, 'S{seq}:L', 200, 'Inventory created', NULL)",
+                    seq + 1
+                ),
+            })
+            .chain(["(2, 0, NULL, NULL, 500, 'failed', NULL)".to_owned()])
+            .collect();
+        conn.batch_execute(&format!(
+            "INSERT INTO batch_results (batch_id, seq, entity_id, entity_ref, response_code, \
+             message, data) VALUES {}",
+            rows.join(", ")
+        ))
+        .unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let mut db = DbConnection::Sqlite(conn);
+        let got = page_results(&mut db, 1, 0, 5000).unwrap();
+        assert_eq!(got.len(), 2100);
+        let expected =
+            |seq: i32, id: Option<i64>, r: Option<&str>, code, m: &str, data| BatchResult {
+                seq,
+                entity_id: id,
+                entity_ref: r.map(str::to_owned),
+                response_code: code,
+                message: m.to_owned(),
+                data,
+            };
+        assert_eq!(
+            got[7],
+            expected(7, None, Some("X"), 400, "bad \"qty\"", None)
+        );
+        assert_eq!(
+            got[1999],
+            expected(
+                1999,
+                Some(2000),
+                Some("S1999:L"),
+                200,
+                "Inventory created",
+                None
+            )
+        );
+        assert_eq!(got[2050].data.as_deref(), Some("{\"n\":[1,2]}"));
+        assert_eq!(failed_seqs(&mut db, 1).unwrap(), [7]);
+        assert_eq!(
+            first_errors(&mut db, 2, 5).unwrap(),
+            [(500, "failed".to_owned())]
+        );
+
+        let DbConnection::Sqlite(mut conn) = db else {
+            unreachable!()
+        };
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        #[derive(QueryableByName, Debug, PartialEq)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            seq: i32,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            message: String,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            data: Option<String>,
+        }
+        let back: Vec<Row> = diesel::sql_query(
+            "SELECT seq, message, data FROM batch_results WHERE batch_id = 1 \
+             AND seq IN (0, 7, 2050) ORDER BY seq",
+        )
+        .load(&mut conn)
+        .unwrap();
+        assert_eq!(
+            back,
+            [
+                Row {
+                    seq: 0,
+                    message: "Inventory created".into(),
+                    data: None
+                },
+                Row {
+                    seq: 7,
+                    message: "bad \"qty\"".into(),
+                    data: None
+                },
+                Row {
+                    seq: 2050,
+                    message: "adjusted".into(),
+                    data: Some("{\"n\":[1,2]}".into())
+                },
+            ]
+        );
+    }
+
     /// Positions stored before their key led with the SKU keep their ids, fields and the
     /// sequence of ids given, and their key stays unique.
     #[test]

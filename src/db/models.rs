@@ -126,7 +126,7 @@ pub struct ClaimedBatch {
     pub created_on: NaiveDateTime,
 }
 
-#[derive(Queryable, Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchResult {
     pub seq: i32,
     pub entity_id: Option<i64>,
@@ -138,14 +138,15 @@ pub struct BatchResult {
 }
 
 /// One result row to write; `seq` is the record's index in its batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewResult {
     pub seq: i32,
     pub entity_id: Option<i64>,
     pub entity_ref: Option<String>,
     pub response_code: i32,
-    pub message: String,
-    pub data: Option<String>,
+    pub message: std::borrow::Cow<'static, str>,
+    /// A StateSet item's result data.
+    pub data: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

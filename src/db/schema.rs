@@ -52,14 +52,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    batch_results (batch_id, seq) {
+    batch_result_chunks (batch_id, first_seq) {
         batch_id -> BigInt,
-        seq -> Integer,
-        entity_id -> Nullable<BigInt>,
-        entity_ref -> Nullable<Text>,
-        response_code -> Integer,
-        message -> Text,
-        data -> Nullable<Text>,
+        first_seq -> Integer,
+        last_seq -> Integer,
+        results -> Integer,
+        failed -> Integer,
+        body -> Text,
     }
 }
 
@@ -210,7 +209,6 @@ diesel::joinable!(webhook_deliveries -> outbox_events (event_id));
 diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
 diesel::joinable!(batches -> jobs (job_id));
 diesel::joinable!(inventory_movements -> inventory_positions (position_id));
-diesel::joinable!(batch_results -> batches (batch_id));
 
 diesel::table! {
     retailers (id) {
@@ -273,7 +271,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     batches,
     batch_records,
-    batch_results,
+    batch_result_chunks,
     inventory_positions,
     retailers,
     users,

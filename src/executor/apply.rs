@@ -14,13 +14,14 @@
 //! store), the step is applied again one item at a time, each in its own savepoint, and only
 //! the refused item gets an error result.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use anyhow::Context;
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::Connection;
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{Map, Value};
 
 use crate::db::batches::Counts;
@@ -244,7 +245,7 @@ pub fn cancelled_row(i: usize) -> NewResult {
         entity_id: None,
         entity_ref: None,
         response_code: CODE_CANCELLED,
-        message: CANCELLED.to_owned(),
+        message: Cow::Borrowed(CANCELLED),
         data: None,
     }
 }
@@ -685,16 +686,24 @@ fn result_row(plan: &Plan, i: usize, outcome: &Outcome, view: &View) -> NewResul
     let (response_code, message, data, entity_id) = match outcome {
         Outcome::Applied(applied) => (
             CODE_OK,
-            applied.message.clone(),
-            applied.data.as_ref().map(|d| d.to_string()),
+            Cow::Owned(applied.message.clone()),
+            applied
+                .data
+                .as_ref()
+                .map(|d| to_raw_value(d).expect("a JSON value serializes")),
             applied
                 .position
                 .as_ref()
                 .and_then(|k| view.position(k))
                 .and_then(|s| s.id),
         ),
-        Outcome::Refused(refusal) => (refusal.code, refusal.message.clone(), None, None),
-        Outcome::Skipped => (CODE_SKIPPED, SKIPPED.to_owned(), None, None),
+        Outcome::Refused(refusal) => (
+            refusal.code,
+            Cow::Owned(refusal.message.clone()),
+            None,
+            None,
+        ),
+        Outcome::Skipped => (CODE_SKIPPED, Cow::Borrowed(SKIPPED), None, None),
     };
     NewResult {
         seq: i as i32,
@@ -749,7 +758,7 @@ pub fn fail_batch(
             entity_id: None,
             entity_ref: None,
             response_code: CODE_FAILED,
-            message: format!("not applied: {reason}"),
+            message: Cow::Owned(format!("not applied: {reason}")),
             data: None,
         })
         .collect();

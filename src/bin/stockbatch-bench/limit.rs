@@ -1,8 +1,8 @@
 //! The limit: the service's writes — each record's position read (its quantity before),
 //! then created or updated in `inventory_positions`, one `inventory_movements` row (the
-//! ledger) and one `batch_results` row per record, a `jobs` and a `batches` row, one
-//! transaction per batch — done straight from Rust on a fresh database of the same backend,
-//! by several methods.
+//! ledger) per record and the results in `batch_result_chunks` as the service stores them, a
+//! `jobs` and a `batches` row, one transaction per batch — done straight from Rust on a
+//! fresh database of the same backend, by several methods.
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,11 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamp, Untyped};
 use diesel::sqlite::Sqlite;
+use stockbatch::db::models::NewResult;
 use stockbatch::db::models::FLUENT;
+use stockbatch::db::results::{page_results, result_chunks, CHUNK_RESULTS};
 use stockbatch::db::schema::{
-    batch_results, batches, inventory_movements, inventory_positions, jobs,
+    batch_result_chunks, batches, inventory_movements, inventory_positions, jobs,
 };
 use stockbatch::db::{build_pool, ladder_chunks, run_migrations, DbConnection};
 use stockbatch::executor::VERSION_STRIDE;
@@ -49,7 +51,6 @@ const ON_CONFLICT: &str = "ON CONFLICT (retailer_id, location_ref, sku_ref) DO U
 /// What an update of an existing position sets (records leave the optional fields out).
 const UPDATE_SET: &str = "qty = u.q, inventory_type = 'LAST_ON_HAND', version = u.v, updated_on = ";
 
-const RESULT_COLUMNS: &str = "batch_id, seq, entity_id, entity_ref, response_code, message";
 /// The ledger's columns a Fluent UPSERT fills (`reason` and `reference` stay NULL).
 const MOVEMENT_COLUMNS: &str =
     "position_id, batch_id, item_index, api, operation, previous_qty, new_qty, created_on";
@@ -172,16 +173,10 @@ pub fn run(args: &Args, checks: &Checks) -> anyhow::Result<Vec<LimitRun>> {
     Ok(runs)
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// After pass `pass` (its batches have ids from `first_batch` on): one position per
-/// record; one result per record of each pass; one movement per record of each pass, and
-/// each of this pass's names its record's position (by the record's result) with the
-/// quantity before (0 for a position created) and the one stored.
+/// record; one result per record of each pass, 200 with the pass's message; one movement
+/// per record of each pass, and each of this pass's names its record's position (the one
+/// its result names) with the quantity before (0 for a position created) and the one stored.
 fn verify(
     conn: &mut DbConnection,
     args: &Args,
@@ -192,18 +187,34 @@ fn verify(
 ) -> QueryResult<()> {
     let expected = args.total_records() as i64;
     let positions: i64 = inventory_positions::table.count().get_result(conn)?;
-    let results: i64 = batch_results::table
-        .filter(batch_results::message.eq(expected_message(pass)))
-        .filter(batch_results::response_code.eq(200))
-        .count()
+    let stored: Option<i64> = batch_result_chunks::table
+        .select(diesel::dsl::sum(batch_result_chunks::results))
         .get_result(conn)?;
-    checks.ensure(positions == expected && results == expected, || {
-        format!(
-            "limit, {}, pass {pass}: {positions} positions and {results} {:?} results, expected {expected}",
-            method.name(),
-            expected_message(pass)
-        )
-    });
+    // Each result of this pass by its batch and record index, as the position it names.
+    let mut named: Vec<Vec<Option<i64>>> = Vec::new();
+    let mut results = 0;
+    for batch in first_batch..first_batch + args.batches as i64 {
+        let rows = page_results(conn, batch, 0, args.records as i64)?;
+        let mut ids = vec![None; args.records];
+        for r in rows {
+            if r.response_code == 200 && r.message == expected_message(pass) {
+                results += 1;
+                ids[r.seq as usize] = r.entity_id;
+            }
+        }
+        named.push(ids);
+    }
+    checks.ensure(
+        positions == expected && results == expected && stored == Some(expected * i64::from(pass)),
+        || {
+            format!(
+                "limit, {}, pass {pass}: {positions} positions, {results} {:?} results of \
+                 {stored:?} in all, expected {expected}",
+                method.name(),
+                expected_message(pass)
+            )
+        },
+    );
     let movements: i64 = inventory_movements::table.count().get_result(conn)?;
     let previous = if pass == 1 {
         "0".to_owned()
@@ -211,18 +222,23 @@ fn verify(
         format!("p.qty - {UPDATE_DELTA}")
     };
     let consistent = sql_query(format!(
-        "SELECT COUNT(*) AS n FROM inventory_movements m \
-         JOIN inventory_positions p ON p.id = m.position_id \
-         JOIN batch_results r ON r.batch_id = m.batch_id AND r.seq = m.item_index \
-           AND r.entity_id = m.position_id \
+        "SELECT m.batch_id, CAST(m.item_index AS BIGINT) AS item_index, m.position_id \
+         FROM inventory_movements m JOIN inventory_positions p ON p.id = m.position_id \
          WHERE m.batch_id >= {first_batch} AND m.api = '{FLUENT}' AND m.operation = '{OPERATION}' \
            AND m.new_qty = p.qty AND m.previous_qty = {previous}"
     ));
     let consistent = match conn {
-        DbConnection::Sqlite(c) => consistent.get_result::<Count>(c)?,
-        DbConnection::Pg(c) => consistent.get_result::<Count>(c)?,
+        DbConnection::Sqlite(c) => consistent.load::<Moved>(c)?,
+        DbConnection::Pg(c) => consistent.load::<Moved>(c)?,
     }
-    .n;
+    .into_iter()
+    .filter(|m| {
+        named
+            .get((m.batch_id - first_batch) as usize)
+            .and_then(|ids| ids.get(m.item_index as usize))
+            .is_some_and(|id| *id == Some(m.position_id))
+    })
+    .count() as i64;
     checks.ensure(
         movements == expected * i64::from(pass) && consistent == expected,
         || {
@@ -235,6 +251,17 @@ fn verify(
         },
     );
     Ok(())
+}
+
+/// A movement of the pass verified, where it came from and the position it moved.
+#[derive(QueryableByName)]
+struct Moved {
+    #[diesel(sql_type = BigInt)]
+    batch_id: i64,
+    #[diesel(sql_type = BigInt)]
+    item_index: i64,
+    #[diesel(sql_type = BigInt)]
+    position_id: i64,
 }
 
 /// One batch being written.
@@ -275,6 +302,32 @@ struct Outcome {
     message: &'static str,
     previous: i64,
     new: i64,
+}
+
+/// Inserts the results of `outcomes` of batch `b` on connection `c`, as the service stores
+/// them.
+macro_rules! insert_chunks {
+    ($c:expr, $b:expr, $outcomes:expr) => {
+        let rows: Vec<NewResult> = $outcomes.iter().map(Outcome::result).collect();
+        for chunk in result_chunks($b.id, &rows) {
+            diesel::insert_into(batch_result_chunks::table)
+                .values(&chunk)
+                .execute($c)?;
+        }
+    };
+}
+
+impl Outcome {
+    fn result(&self) -> NewResult {
+        NewResult {
+            seq: self.seq,
+            entity_id: Some(self.position_id),
+            entity_ref: Some(self.entity_ref.clone()),
+            response_code: 200,
+            message: self.message.into(),
+            data: None,
+        }
+    }
 }
 
 impl Batch<'_> {
@@ -584,25 +637,6 @@ fn update_shape() -> Shape<Update> {
     }
 }
 
-fn results_shape() -> Shape<Outcome> {
-    Shape {
-        head: format!("INSERT INTO batch_results ({RESULT_COLUMNS}) VALUES"),
-        now_then: None,
-        tail: String::new(),
-        binds: 6,
-        bind: |o, out| {
-            bind_row!(out,
-                BigInt => &o.batch_id,
-                Integer => &o.seq,
-                BigInt => &o.position_id,
-                Text => &o.entity_ref,
-                Integer => &200,
-                Text => o.message,
-            )
-        },
-    }
-}
-
 fn movements_shape() -> Shape<Outcome> {
     Shape {
         head: format!(
@@ -645,7 +679,7 @@ fn sqlite_results_and_movements(
     written: &[Written],
 ) -> QueryResult<()> {
     let outcomes = b.outcomes(before, written);
-    results_shape().execute(c, chunks, &outcomes, &b.now)?;
+    insert_chunks!(c, b, &outcomes);
     movements_shape().execute(c, chunks, &outcomes, &b.now)
 }
 
@@ -751,22 +785,7 @@ fn pg_unnest_results_and_movements(
     written: &[Written],
 ) -> QueryResult<()> {
     let outcomes = b.outcomes(before, written);
-    sql_query(format!(
-        "INSERT INTO batch_results ({RESULT_COLUMNS}) \
-         SELECT $1, s, e, r, 200, m FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[]) \
-         AS t(s, e, r, m)"
-    ))
-    .bind::<BigInt, _>(b.id)
-    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.seq).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| o.position_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        outcomes
-            .iter()
-            .map(|o| o.entity_ref.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.message).collect::<Vec<_>>())
-    .execute(c)?;
+    insert_chunks!(c, b, &outcomes);
     sql_query(format!(
         "INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) \
          SELECT p, $1, i, '{FLUENT}', '{OPERATION}', pq, nq, $2 \
@@ -882,22 +901,7 @@ fn pg_values(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
         written.extend(query.load::<Written>(c)?);
     }
     let outcomes = b.outcomes(&before, &written);
-    // $1 (the batch) is shared by every row; 4 binds per row.
-    for chunk in outcomes.chunks((PG_MAX_BINDS - 1) / 4) {
-        let values = pg_rows(chunk.len(), 1, 4, |p| {
-            format!("$1, ${}, ${}, ${}, 200, ${}", p[0], p[1], p[2], p[3])
-        });
-        let sql = format!("INSERT INTO batch_results ({RESULT_COLUMNS}) VALUES {values}");
-        let mut query = sql_query(sql).into_boxed::<Pg>().bind::<BigInt, _>(b.id);
-        for o in chunk {
-            query = query
-                .bind::<Integer, _>(o.seq)
-                .bind::<BigInt, _>(o.position_id)
-                .bind::<Text, _>(&o.entity_ref)
-                .bind::<Text, _>(o.message);
-        }
-        query.execute(c)?;
-    }
+    insert_chunks!(c, b, &outcomes);
     // $1 and $2 (batch, now) are shared by every row; 4 binds per row.
     for chunk in outcomes.chunks((PG_MAX_BINDS - 2) / 4) {
         let values = pg_rows(chunk.len(), 2, 4, |p| {
@@ -969,9 +973,13 @@ fn pg_copy(c: &mut PgConnection, b: &Batch) -> QueryResult<()> {
            {ON_CONFLICT} RETURNING id, version, qty, sku_ref, location_ref), \
          done AS (SELECT up.*, old.qty AS previous FROM up LEFT JOIN old ON old.id = up.id), \
          results AS (\
-           INSERT INTO batch_results ({RESULT_COLUMNS}) \
-           SELECT $3, (version - $4)::int4, id, sku_ref || ':' || location_ref, 200, \
-           CASE WHEN previous IS NULL THEN '{CREATED}' ELSE '{UPDATED}' END FROM done) \
+           INSERT INTO batch_result_chunks (batch_id, first_seq, last_seq, results, failed, body) \
+           SELECT $3, MIN(s), MAX(s), COUNT(*), 0, json_build_object('messages', \
+             json_build_array(), 'rows', json_agg(json_build_array(s, id, r, 200, m, NULL) \
+             ORDER BY s))::text \
+           FROM (SELECT (version - $4)::int4 AS s, id, sku_ref || ':' || location_ref AS r, \
+             CASE WHEN previous IS NULL THEN '{CREATED}' ELSE '{UPDATED}' END AS m FROM done) d \
+           GROUP BY s / {CHUNK_RESULTS}) \
          INSERT INTO inventory_movements ({MOVEMENT_COLUMNS}) \
          SELECT id, $3, (version - $4)::int4, '{FLUENT}', '{OPERATION}', COALESCE(previous, 0), \
            qty, $2 FROM done"
