@@ -32,7 +32,7 @@ use crate::db::{batches, items, results, DbConnection, WriteGate};
 use crate::domain::inventory::{check_record, InventoryRecord, CODE_FAILED, CODE_OK};
 use crate::domain::keys::ITEM_LOCATION;
 use crate::domain::operations::{
-    apply_item, upsert, Applied, PositionKey, Refusal, Stock, View, CODE_SKIPPED, UNCHANGED,
+    apply_item, upsert, Applied, KeyId, PositionKey, Refusal, Stock, View, CODE_SKIPPED, UNCHANGED,
 };
 use crate::domain::stateset::{item_sku, parse_item, Item, Op, Operation, Options};
 use crate::notify::Outbox;
@@ -458,8 +458,8 @@ struct Prepared {
     new_ids_before: usize,
     outcomes: Vec<(usize, Outcome)>,
     /// Positions to insert, and to update, with their (maybe provisional) ids.
-    inserts: Vec<(PositionKey, Stock)>,
-    updates: Vec<(PositionKey, Stock)>,
+    inserts: Vec<(KeyId, Stock)>,
+    updates: Vec<(KeyId, Stock)>,
     changed_items: Vec<(String, Map<String, Value>)>,
     /// The position id of each movement of `outcomes`, in order.
     movement_positions: Vec<i64>,
@@ -481,14 +481,14 @@ fn prepare(plan: &mut Plan, view: &mut View, step: &[usize], ids: &mut NewIds) -
         for (key, stock) in &mut inserts {
             let id = ids.next_provisional();
             stock.id = Some(id);
-            view.set_id(key, id);
+            view.set_id(*key, id);
         }
     }
     let movement_positions = if writes {
         applied(&outcomes)
             .flat_map(|(_, applied)| &applied.movements)
             .map(|m| {
-                view.position(&m.key)
+                view.position(m.key)
                     .and_then(|s| s.id)
                     .expect("moved positions have ids")
             })
@@ -533,7 +533,7 @@ fn write_next_step(
     ids: &mut NewIds,
 ) -> Result<Vec<NewResult>, TxError> {
     let mut step = steps.pop_front().expect("a step to write");
-    match conn.transaction(|conn| write(conn, plan, &mut step, ids)) {
+    match conn.transaction(|conn| write(conn, plan, view, &mut step, ids)) {
         Ok(rows) => Ok(rows),
         Err(TxError::Db(e)) if refused_for_its_data(&e) => {
             log::warn!(
@@ -564,7 +564,7 @@ fn isolate(
     let mut rows = Vec::with_capacity(items.len());
     for &i in items {
         let mut one = prepare(plan, view, &[i], ids);
-        match conn.transaction(|conn| write(conn, plan, &mut one, ids)) {
+        match conn.transaction(|conn| write(conn, plan, view, &mut one, ids)) {
             Ok(written) => rows.extend(written),
             Err(TxError::Db(e)) if refused_for_its_data(&e) => {
                 view.undo_to(one.mark);
@@ -610,6 +610,7 @@ fn decide(plan: &mut Plan, view: &mut View, i: usize) -> Outcome {
 fn write(
     conn: &mut DbConnection,
     plan: &Plan,
+    view: &View,
     step: &mut Prepared,
     ids: &mut NewIds,
 ) -> Result<Vec<NewResult>, TxError> {
@@ -628,11 +629,11 @@ fn write(
             );
             ids.real
                 .extend(positions::reserve_ids(conn, step.inserts.len())?);
-            let rows = stock_writes(&step.inserts, ids, retailer, version);
+            let rows = stock_writes(&step.inserts, view, ids, retailer, version);
             positions::insert_positions(conn, &rows, now)?;
         }
         if !step.updates.is_empty() {
-            let rows = stock_writes(&step.updates, ids, retailer, version);
+            let rows = stock_writes(&step.updates, view, ids, retailer, version);
             positions::update_positions(conn, &rows, now)?;
         }
         if !step.changed_items.is_empty() {
@@ -663,7 +664,8 @@ fn write(
 }
 
 fn stock_writes<'a>(
-    changed: &'a [(PositionKey, Stock)],
+    changed: &'a [(KeyId, Stock)],
+    view: &'a View,
     ids: &NewIds,
     retailer: &'a str,
     version: i64,
@@ -673,7 +675,7 @@ fn stock_writes<'a>(
         .map(|(key, stock)| StockWrite {
             id: ids.resolve(stock.id.expect("written positions have ids")),
             retailer,
-            key,
+            key: view.key(*key),
             stock,
             version,
         })
@@ -686,7 +688,7 @@ fn result_row(plan: &Plan, i: usize, outcome: &Outcome, view: &View) -> NewResul
     let (response_code, message, data, entity_id) = match outcome {
         Outcome::Applied(applied) => (
             CODE_OK,
-            Cow::Owned(applied.message.clone()),
+            applied.message.clone(),
             applied
                 .data
                 .as_ref()
@@ -694,7 +696,7 @@ fn result_row(plan: &Plan, i: usize, outcome: &Outcome, view: &View) -> NewResul
             applied
                 .position
                 .as_ref()
-                .and_then(|k| view.position(k))
+                .and_then(|k| view.position(*k))
                 .and_then(|s| s.id),
         ),
         Outcome::Refused(refusal) => (
@@ -1064,7 +1066,7 @@ mod tests {
                 let mut ids = NewIds::default();
                 let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
                 conn.transaction::<_, TxError, _>(|conn| {
-                    let rows = write(conn, &plan, &mut step, &mut ids)?;
+                    let rows = write(conn, &plan, &view, &mut step, &mut ids)?;
                     results::insert_results(conn, batch.id, &rows)?;
                     Ok(())
                 })
