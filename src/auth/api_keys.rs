@@ -95,7 +95,7 @@ fn check_fields(name: &str, retailer_id: &str, default_location: &str) -> anyhow
         ("retailer id", retailer_id),
         ("default location", default_location),
     ] {
-        required_key(field, Some(&Scalar::Str(value.to_owned()))).map_err(anyhow::Error::msg)?;
+        required_key(field, Some(&Scalar::Str(value.into()))).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

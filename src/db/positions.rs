@@ -102,15 +102,19 @@ impl SqliteRow for KeyRow<'_> {
     }
 }
 
-/// The positions of `retailer` at `keys` (distinct) that exist, each with the index of its
-/// key.
+/// The positions of `retailer` at `keys` (distinct): for each key, its stock where a
+/// position exists.
 pub fn load_positions(
     conn: &mut DbConnection,
     retailer: &str,
     keys: &[PositionKey],
-) -> QueryResult<Vec<(usize, Stock)>> {
+) -> QueryResult<Vec<Option<Stock>>> {
+    let mut found = vec![None; keys.len()];
     let rows: Vec<StockRow> = match conn {
-        DbConnection::Sqlite(c) => return load_positions_sqlite(c, retailer, keys),
+        DbConnection::Sqlite(c) => {
+            load_positions_sqlite(c, retailer, keys, &mut found)?;
+            return Ok(found);
+        }
         // One index lookup per key, whatever the planner's statistics say: a plain join
         // on a table not analysed yet (autovacuum off, or just loaded) reads every position.
         DbConnection::Pg(c) => sql_query(format!(
@@ -124,7 +128,10 @@ pub fn load_positions(
         .bind::<Array<Text>, _>(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
         .load(c)?,
     };
-    Ok(rows.into_iter().map(StockRow::into_stock).collect())
+    for (i, stock) in rows.into_iter().map(StockRow::into_stock) {
+        found[i] = Some(stock);
+    }
+    Ok(found)
 }
 
 /// Keys one SKU-range scan looks up.
@@ -142,11 +149,11 @@ fn load_positions_sqlite(
     c: &mut diesel::SqliteConnection,
     retailer: &str,
     keys: &[PositionKey],
-) -> QueryResult<Vec<(usize, Stock)>> {
+    found: &mut [Option<Stock>],
+) -> QueryResult<()> {
     let key = |i: &usize| (keys[*i].1.as_str(), keys[*i].0.as_str());
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    let mut found = Vec::with_capacity(keys.len());
     let mut one_by_one: &[usize] = &[];
     for (n, run) in order.chunks(SCAN_KEYS).enumerate() {
         let limit = run.len() * SCAN_ROWS_PER_KEY + 1;
@@ -156,18 +163,17 @@ fn load_positions_sqlite(
             last: key(&run[run.len() - 1]).0,
             limit: limit as i64,
         };
-        let before = found.len();
         let mut read = 0;
         for row in scan.load_iter::<(String, String, StockRow), DefaultLoadingMode>(c)? {
             let (location, sku, row) = row?;
             read += 1;
             if let Ok(at) = run.binary_search_by(|i| key(i).cmp(&(sku.as_str(), location.as_str())))
             {
-                found.push((run[at], row.into_stock().1));
+                found[run[at]] = Some(row.into_stock().1);
             }
         }
         if read == limit {
-            found.truncate(before);
+            run.iter().for_each(|&i| found[i] = None);
             one_by_one = &order[n * SCAN_KEYS..];
             break;
         }
@@ -191,9 +197,11 @@ fn load_positions_sqlite(
             tail,
         };
         let rows = Typed::<_, StockRowSql>::new(statement).load::<StockRow>(c)?;
-        found.extend(rows.into_iter().map(StockRow::into_stock));
+        for (i, stock) in rows.into_iter().map(StockRow::into_stock) {
+            found[i] = Some(stock);
+        }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// At most `limit` positions of `retailer` with a SKU from `first` to `last`, with their
@@ -495,8 +503,6 @@ pub fn list_positions(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use diesel::Connection;
 
     use super::*;
@@ -556,21 +562,20 @@ mod tests {
         conn
     }
 
-    /// Looks `keys` up for retailer "1" and checks every key that exists was found once,
-    /// with its own quantity, and no other.
+    /// Looks `keys` up for retailer "1" and checks every key that exists was found with
+    /// its own quantity, and no other.
     fn assert_found(conn: &mut DbConnection, keys: &[PositionKey], skus: usize, locations: usize) {
         let found = load_positions(conn, "1", keys).unwrap();
-        let mut by_index = HashMap::new();
-        for (i, stock) in found {
-            assert!(
-                by_index.insert(i, stock.qty).is_none(),
-                "key {i} found twice"
-            );
-        }
+        assert_eq!(found.len(), keys.len());
         for (i, (l, s)) in keys.iter().enumerate() {
             let (s, l): (usize, usize) = (s[2..].parse().unwrap(), l[2..].parse().unwrap());
             let expected = (s < skus && l < locations).then_some((s * 100 + l) as i64);
-            assert_eq!(by_index.get(&i).copied(), expected, "key {:?}", keys[i]);
+            assert_eq!(
+                found[i].as_ref().map(|s| s.qty),
+                expected,
+                "key {:?}",
+                keys[i]
+            );
         }
     }
 

@@ -4,7 +4,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::inventory::{record_key, RecordKey};
+use foldhash::{HashMap, HashMapExt};
+
+use super::inventory::record_key;
 use super::json::parse_object;
 use super::keys::KeyBox;
 use super::scalar::Scalar;
@@ -17,10 +19,10 @@ pub const INVENTORY: &str = "INVENTORY";
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateBatchWire<'a> {
-    #[serde(default)]
-    action: Option<Scalar>,
-    #[serde(default)]
-    entity_type: Option<Scalar>,
+    #[serde(default, borrow)]
+    action: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    entity_type: Option<Scalar<'a>>,
     #[serde(default, borrow)]
     entities: Option<&'a RawValue>,
     #[serde(default)]
@@ -40,8 +42,9 @@ pub struct BatchDraft {
     pub entity_type: &'static str,
     pub entities: String,
     pub record_count: usize,
-    /// Each record's key (retailer, location, SKU), where its key fields are valid.
-    pub keys: Vec<Option<RecordKey>>,
+    /// By retailer, the box of the keys (location, SKU) of its records whose key fields
+    /// are valid.
+    pub boxes: HashMap<String, KeyBox>,
     /// The batch's own fields as sent (`source`, `event`, `catalogueRef`, `conditions`),
     /// as a JSON object; `None` when it sent none.
     pub meta: Option<String>,
@@ -51,13 +54,7 @@ impl BatchDraft {
     /// The box of what the batch touches when posted to a job of `retailer`: only records
     /// of the job's retailer are applied.
     pub fn key_box(&self, retailer: &str) -> Option<KeyBox> {
-        KeyBox::of(
-            self.keys
-                .iter()
-                .flatten()
-                .filter(|k| k.retailer_id == retailer)
-                .map(|k| (k.location_ref.as_str(), k.sku_ref.as_str())),
-        )
+        self.boxes.get(retailer).cloned()
     }
 }
 
@@ -101,12 +98,23 @@ pub fn parse_create_batch(body: &[u8]) -> Result<BatchDraft, Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    let mut boxes: HashMap<String, KeyBox> = HashMap::new();
+    for raw in &records {
+        record_key(raw, |retailer, location, sku| {
+            match boxes.get_mut(retailer) {
+                Some(bounds) => bounds.widen(location, sku),
+                None => {
+                    boxes.insert(retailer.to_owned(), KeyBox::new(location, sku));
+                }
+            }
+        });
+    }
     Ok(BatchDraft {
         action: UPSERT,
         entity_type: INVENTORY,
         entities: wire.entities.map_or("[]", RawValue::get).to_owned(),
         record_count: records.len(),
-        keys: records.iter().map(|r| record_key(r)).collect(),
+        boxes,
         meta,
     })
 }
@@ -171,6 +179,24 @@ mod tests {
             "records of another retailer touch nothing"
         );
         assert!(draft.entities.starts_with('[') && draft.entities.contains("29SPM0020X96-1-8"));
+    }
+
+    #[test]
+    fn each_retailer_gets_the_box_of_its_own_valid_records() {
+        let body = br#"{"action":"UPSERT","entityType":"INVENTORY","entities":[
+            {"retailerId":"1","locationRef":"L5","skuRef":"S5","qty":1},
+            {"retailerId":2,"locationRef":"L9","skuRef":"S0","qty":1},
+            {"retailerId":"1","locationRef":"L1","skuRef":"S7","qty":1},
+            {"retailerId":"1","locationRef":"L0","skuRef":" ","qty":1},
+            {"retailerId":"1","locationRef":"L3","skuRef":"S9"}]}"#;
+        let draft = parse_create_batch(body).unwrap();
+        assert_eq!(
+            draft.key_box("1"),
+            KeyBox::of([("L5", "S5"), ("L1", "S7"), ("L3", "S9")]),
+            "a blank SKU is no key; a missing qty does not matter"
+        );
+        assert_eq!(draft.key_box("2"), KeyBox::of([("L9", "S0")]));
+        assert_eq!(draft.key_box("3"), None);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::parse_object;
-use super::scalar::{optional_integer, optional_text, required_key, Scalar};
+use super::json::parse_item;
+use super::scalar::{checked_key, optional_integer, optional_text, required_key, Scalar};
 
 pub const MAX_TEXT_CHARS: usize = 255;
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
@@ -24,16 +24,16 @@ pub const CODE_FAILED: i32 = 500;
 /// its value's text. Read in one pass; a documented field given twice is refused.
 #[derive(Default)]
 struct InventoryPostWire<'a> {
-    retailer_id: Option<Scalar>,
-    inventory_id: Option<Scalar>,
-    sku_ref: Option<Scalar>,
-    location_ref: Option<Scalar>,
-    qty: Option<Scalar>,
-    corrected_qty: Option<Scalar>,
-    reserved_qty: Option<Scalar>,
-    reference: Option<Scalar>,
-    inventory_type: Option<Scalar>,
-    status: Option<Scalar>,
+    retailer_id: Option<Scalar<'a>>,
+    inventory_id: Option<Scalar<'a>>,
+    sku_ref: Option<Scalar<'a>>,
+    location_ref: Option<Scalar<'a>>,
+    qty: Option<Scalar<'a>>,
+    corrected_qty: Option<Scalar<'a>>,
+    reserved_qty: Option<Scalar<'a>>,
+    reference: Option<Scalar<'a>>,
+    inventory_type: Option<Scalar<'a>>,
+    status: Option<Scalar<'a>>,
     attributes: Option<&'a RawValue>,
     others: Vec<(String, &'a RawValue)>,
 }
@@ -115,10 +115,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for InventoryPostWire<'a> {
     }
 }
 
-/// A record that passed every check.
+/// A record that passed every check: its retailer is the job's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryRecord {
-    pub retailer_id: String,
     pub location_ref: String,
     pub sku_ref: String,
     pub qty: i64,
@@ -144,34 +143,27 @@ impl InventoryRecord {
     }
 }
 
-/// The position a record names: its retailer, location and SKU.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordKey {
-    pub retailer_id: String,
-    pub location_ref: String,
-    pub sku_ref: String,
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct KeyWire {
-    #[serde(default)]
-    retailer_id: Option<Scalar>,
-    #[serde(default)]
-    sku_ref: Option<Scalar>,
-    #[serde(default)]
-    location_ref: Option<Scalar>,
+struct KeyWire<'a> {
+    #[serde(default, borrow)]
+    retailer_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    sku_ref: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    location_ref: Option<Scalar<'a>>,
 }
 
-/// A record's key when its three key fields pass the same checks [`check_record`] makes:
-/// every record the executor applies has one, so a batch's key box covers what it touches.
-pub fn record_key(raw: &RawValue) -> Option<RecordKey> {
-    let wire: KeyWire = parse_object(raw.get().as_bytes()).ok()?;
-    Some(RecordKey {
-        retailer_id: required_key("retailerId", wire.retailer_id.as_ref()).ok()?,
-        location_ref: required_key("locationRef", wire.location_ref.as_ref()).ok()?,
-        sku_ref: required_key("skuRef", wire.sku_ref.as_ref()).ok()?,
-    })
+/// `key` of a record's retailer, location and SKU when its three key fields pass the same
+/// checks [`check_record`] makes: every record the executor applies has one, so a batch's
+/// key box covers what it touches.
+pub fn record_key<R>(raw: &RawValue, key: impl FnOnce(&str, &str, &str) -> R) -> Option<R> {
+    let wire: KeyWire = parse_item(raw).ok()?;
+    Some(key(
+        &checked_key("retailerId", wire.retailer_id.as_ref()).ok()?,
+        &checked_key("locationRef", wire.location_ref.as_ref()).ok()?,
+        &checked_key("skuRef", wire.sku_ref.as_ref()).ok()?,
+    ))
 }
 
 /// Why a record was not applied, as its result will say.
@@ -184,7 +176,7 @@ pub struct RecordError {
 
 /// Checks one record of a batch posted to a job of `job_retailer_id`.
 pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRecord, RecordError> {
-    let wire: InventoryPostWire = parse_object(raw.get().as_bytes()).map_err(|e| RecordError {
+    let wire: InventoryPostWire = parse_item(raw).map_err(|e| RecordError {
         response_code: CODE_INVALID,
         message: format!("the record is {e}"),
         entity_ref: None,
@@ -196,7 +188,7 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
         };
     }
 
-    let retailer_id = take!(required_key("retailerId", wire.retailer_id.as_ref()));
+    let retailer_id = take!(checked_key("retailerId", wire.retailer_id.as_ref()));
     let sku_ref = take!(required_key("skuRef", wire.sku_ref.as_ref()));
     let location_ref = take!(required_key("locationRef", wire.location_ref.as_ref()));
     let qty = match &wire.qty {
@@ -242,27 +234,25 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
     let attributes = take!(check_attributes(wire.attributes)).flatten();
     let extra = take!(extra_fields(wire.others)).flatten();
 
-    let entity_ref = reference
-        .clone()
-        .or_else(|| match (&sku_ref, &location_ref) {
+    // How the result names a refused record: built only for one.
+    let entity_ref = |sku: &Option<String>, location: &Option<String>| {
+        reference.clone().or_else(|| match (sku, location) {
             (Some(sku), Some(location)) => Some(format!("{sku}:{location}")),
             _ => None,
-        });
+        })
+    };
     if let Some(retailer) = &retailer_id {
         if retailer != job_retailer_id {
             return Err(RecordError {
                 response_code: CODE_OTHER_RETAILER,
                 message: format!("'retailerId' {retailer} is not the job's retailer"),
-                entity_ref,
+                entity_ref: entity_ref(&sku_ref, &location_ref),
             });
         }
     }
     match (retailer_id, sku_ref, location_ref, qty) {
-        (Some(retailer_id), Some(sku_ref), Some(location_ref), Some(qty))
-            if problems.is_empty() =>
-        {
+        (Some(_), Some(sku_ref), Some(location_ref), Some(qty)) if problems.is_empty() => {
             Ok(InventoryRecord {
-                retailer_id,
                 location_ref,
                 sku_ref,
                 qty,
@@ -276,10 +266,10 @@ pub fn check_record(raw: &RawValue, job_retailer_id: &str) -> Result<InventoryRe
                 extra,
             })
         }
-        _ => Err(RecordError {
+        (_, sku_ref, location_ref, _) => Err(RecordError {
             response_code: CODE_INVALID,
             message: problems.join("; "),
-            entity_ref,
+            entity_ref: entity_ref(&sku_ref, &location_ref),
         }),
     }
 }
@@ -387,10 +377,7 @@ mod tests {
     #[test]
     fn the_fluent_docs_record_passes() {
         let r = check(r#"{"locationRef":"158","qty":10,"correctedQty":11,"reservedQty":12,"skuRef":"29SPM0020X96-1-8","retailerId":197}"#).unwrap();
-        assert_eq!(
-            (r.retailer_id.as_str(), r.location_ref.as_str(), r.qty),
-            ("197", "158", 10)
-        );
+        assert_eq!((r.location_ref.as_str(), r.qty), ("158", 10));
         assert_eq!((r.corrected_qty, r.reserved_qty), (Some(11), Some(12)));
         assert_eq!(r.inventory_type, DEFAULT_TYPE);
         assert_eq!(r.entity_ref(), "29SPM0020X96-1-8:158");
@@ -484,15 +471,11 @@ mod tests {
             r#"[1]"#,
         ] {
             let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-            let key = record_key(&raw);
+            let key = record_key(&raw, |r, l, s| [r, l, s].map(str::to_owned));
             if let Ok(r) = check_record(&raw, "197") {
                 assert_eq!(
                     key,
-                    Some(RecordKey {
-                        retailer_id: r.retailer_id,
-                        location_ref: r.location_ref,
-                        sku_ref: r.sku_ref
-                    }),
+                    Some(["197".to_owned(), r.location_ref, r.sku_ref]),
                     "{json}"
                 );
             }

@@ -11,11 +11,11 @@ pub const MAX_NAME_CHARS: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateJobWire {
-    #[serde(default)]
-    name: Option<Scalar>,
-    #[serde(default)]
-    retailer_id: Option<Scalar>,
+struct CreateJobWire<'a> {
+    #[serde(default, borrow)]
+    name: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    retailer_id: Option<Scalar<'a>>,
     #[serde(default)]
     meta: Option<serde_json::Value>,
 }

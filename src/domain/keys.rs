@@ -22,17 +22,27 @@ impl KeyBox {
     pub fn of<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<KeyBox> {
         let mut keys = keys.into_iter();
         let (loc, sku) = keys.next()?;
-        let mut bounds = KeyBox {
-            sku_min: sku.to_owned(),
-            sku_max: sku.to_owned(),
-            loc_min: loc.to_owned(),
-            loc_max: loc.to_owned(),
-        };
+        let mut bounds = KeyBox::new(loc, sku);
         for (loc, sku) in keys {
-            widen(&mut bounds.sku_min, &mut bounds.sku_max, sku);
-            widen(&mut bounds.loc_min, &mut bounds.loc_max, loc);
+            bounds.widen(loc, sku);
         }
         Some(bounds)
+    }
+
+    /// The box of one key (location, SKU).
+    pub fn new(location: &str, sku: &str) -> KeyBox {
+        KeyBox {
+            sku_min: sku.to_owned(),
+            sku_max: sku.to_owned(),
+            loc_min: location.to_owned(),
+            loc_max: location.to_owned(),
+        }
+    }
+
+    /// Grows the box to hold the key (location, SKU).
+    pub fn widen(&mut self, location: &str, sku: &str) {
+        widen(&mut self.sku_min, &mut self.sku_max, sku);
+        widen(&mut self.loc_min, &mut self.loc_max, location);
     }
 
     /// Whether two boxes share a point: only then may their batches touch a common key.

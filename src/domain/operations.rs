@@ -163,12 +163,13 @@ enum Undo {
 }
 
 impl View {
-    /// A view of the positions `found` (by their index in `looked_up`, which holds each
-    /// key once) and `items` (found) among the keys looked up; keys looked up but not found
-    /// are known not to exist. A position's [`KeyId`] is its key's index in `looked_up`.
+    /// A view of the keys `looked_up` (each once), with each one's position where `found`
+    /// (by the same index) has one, and of `items` (found) among the SKUs looked up; keys
+    /// looked up but not found are known not to exist. A position's [`KeyId`] is its key's
+    /// index in `looked_up`.
     pub fn new(
         looked_up: Vec<PositionKey>,
-        found: impl IntoIterator<Item = (usize, Stock)>,
+        found: Vec<Option<Stock>>,
         items_looked_up: impl IntoIterator<Item = String>,
         items: impl IntoIterator<Item = (String, Map<String, Value>)>,
         skus_with_positions: impl IntoIterator<Item = String>,
@@ -187,15 +188,17 @@ impl View {
             );
             view.keys.push(key);
         }
-        view.positions = vec![None; view.keys.keys.len()];
-        view.changed = vec![false; view.keys.keys.len()];
-        for (id, stock) in found {
-            let sku = &view.keys.keys[id].1;
-            if view.items.contains_key(sku) && !view.skus_with_positions.contains(sku) {
-                view.skus_with_positions.insert(sku.clone());
+        assert_eq!(found.len(), view.keys.keys.len(), "a slot per key");
+        view.changed = vec![false; found.len()];
+        if !view.items.is_empty() {
+            for (id, _) in found.iter().enumerate().filter(|(_, s)| s.is_some()) {
+                let sku = &view.keys.keys[id].1;
+                if view.items.contains_key(sku) && !view.skus_with_positions.contains(sku) {
+                    view.skus_with_positions.insert(sku.clone());
+                }
             }
-            view.positions[id] = Some(stock);
         }
+        view.positions = found;
         for (sku, properties) in items {
             view.items.insert(sku, Some(properties));
         }
@@ -590,10 +593,7 @@ mod tests {
     fn view_with(stock: &[(&str, &str, i64)]) -> View {
         View::new(
             stock.iter().map(|(l, s, _)| key(l, s)).collect(),
-            stock
-                .iter()
-                .enumerate()
-                .map(|(i, (_, _, q))| (i, Stock::new(*q))),
+            stock.iter().map(|(_, _, q)| Some(Stock::new(*q))).collect(),
             Vec::new(),
             Vec::new(),
             Vec::new(),
@@ -821,7 +821,6 @@ mod tests {
                 _ => text(next(), from),
             };
             let record = InventoryRecord {
-                retailer_id: "1".into(),
                 location_ref: "L".into(),
                 sku_ref: "S".into(),
                 inventory_id: like(&stock.inventory_id, &texts),
@@ -863,7 +862,6 @@ mod tests {
     fn a_fluent_upsert_keeps_what_the_record_leaves_out() {
         let mut view = view_with(&[]);
         let mut record = InventoryRecord {
-            retailer_id: "1".into(),
             location_ref: "L".into(),
             sku_ref: "S".into(),
             qty: 10,

@@ -1,14 +1,16 @@
 //! Lenient JSON scalars: Fluent clients send ids and quantities as strings or numbers.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-/// Any JSON value, kept only as far as a field check needs it.
+/// Any JSON value, kept only as far as a field check needs it; a string borrows the
+/// request's text where it has no escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scalar {
-    Str(String),
+pub enum Scalar<'a> {
+    Str(Cow<'a, str>),
     Int(i64),
     /// A number that is not an integer, or an integer outside the 64-bit range.
     OtherNumber,
@@ -17,12 +19,12 @@ pub enum Scalar {
     Array,
 }
 
-impl Scalar {
+impl Scalar<'_> {
     /// The value as text when it is a string or an integer (ids arrive as either).
-    pub fn as_text(&self) -> Option<String> {
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
-            Scalar::Str(s) => Some(s.clone()),
-            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::Str(s) => Some(Cow::Borrowed(s)),
+            Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
             _ => None,
         }
     }
@@ -51,7 +53,7 @@ impl Scalar {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar {
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(ScalarVisitor)
     }
@@ -60,42 +62,46 @@ impl<'de> Deserialize<'de> for Scalar {
 struct ScalarVisitor;
 
 impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar;
+    type Value = Scalar<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Bool)
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Int(v))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
         Ok(i64::try_from(v).map_or(Scalar::OtherNumber, Scalar::Int))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Scalar, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::OtherNumber)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_owned()))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Object)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Array)
     }
@@ -103,6 +109,14 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 
 /// Checks a required text field (string or integer, not blank, at most `max` characters).
 pub fn required_text(field: &str, value: Option<&Scalar>, max: usize) -> Result<String, String> {
+    present_text(field, value, max).map(Cow::into_owned)
+}
+
+fn present_text<'v>(
+    field: &str,
+    value: Option<&'v Scalar>,
+    max: usize,
+) -> Result<Cow<'v, str>, String> {
     let value = value.ok_or_else(|| format!("'{field}' is required"))?;
     match checked_text(field, value, max)? {
         text if text.trim().is_empty() => Err(format!("'{field}' must not be blank")),
@@ -120,7 +134,12 @@ pub const MAX_KEY_BYTES: usize = 765;
 /// Checks a required key: text as [`required_text`], at most [`MAX_KEY_CHARS`] characters
 /// and [`MAX_KEY_BYTES`] bytes.
 pub fn required_key(field: &str, value: Option<&Scalar>) -> Result<String, String> {
-    let text = required_text(field, value, MAX_KEY_CHARS)?;
+    checked_key(field, value).map(Cow::into_owned)
+}
+
+/// [`required_key`], borrowing the key's text from `value` where it can.
+pub fn checked_key<'v>(field: &str, value: Option<&'v Scalar>) -> Result<Cow<'v, str>, String> {
+    let text = present_text(field, value, MAX_KEY_CHARS)?;
     if text.len() > MAX_KEY_BYTES {
         return Err(format!(
             "'{field}' must be at most {MAX_KEY_BYTES} bytes of UTF-8 (this one has {})",
@@ -139,14 +158,15 @@ pub fn optional_text(
 ) -> Result<Option<String>, String> {
     let Some(value) = value else { return Ok(None) };
     let text = checked_text(field, value, max)?;
-    Ok((!text.is_empty()).then_some(text))
+    Ok((!text.is_empty()).then(|| text.into_owned()))
 }
 
-fn checked_text(field: &str, value: &Scalar, max: usize) -> Result<String, String> {
+fn checked_text<'v>(field: &str, value: &'v Scalar, max: usize) -> Result<Cow<'v, str>, String> {
     let text = value
         .as_text()
         .ok_or_else(|| format!("'{field}' must be a string or an integer"))?;
-    if text.chars().count() > max {
+    // At most `max` characters: no count is needed while the bytes are that few.
+    if text.len() > max && text.chars().count() > max {
         return Err(format!("'{field}' must be at most {max} characters"));
     }
     // PostgreSQL text cannot hold NUL, and no identifier needs one.
@@ -176,7 +196,7 @@ pub fn optional_integer(
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Scalar {
+    fn parse(json: &str) -> Scalar<'_> {
         serde_json::from_str(json).unwrap()
     }
 

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use validator::ValidateEmail;
 
-use super::json::parse_object;
+use super::json::{self, parse_object};
 use super::keys::{KeyBox, ITEM_LOCATION};
 use super::scalar::{optional_text, required_key, Scalar, MAX_KEY_BYTES, MAX_KEY_CHARS};
 
@@ -72,8 +72,8 @@ pub struct StateSetDraft {
 
 #[derive(Deserialize)]
 struct RequestWire<'a> {
-    #[serde(default)]
-    operation: Option<Scalar>,
+    #[serde(default, borrow)]
+    operation: Option<Scalar<'a>>,
     #[serde(default, borrow)]
     items: Option<&'a RawValue>,
     #[serde(default)]
@@ -82,8 +82,8 @@ struct RequestWire<'a> {
 
 #[derive(Deserialize)]
 struct ItemWire<'a> {
-    #[serde(default)]
-    sku: Option<Scalar>,
+    #[serde(default, borrow)]
+    sku: Option<Scalar<'a>>,
     #[serde(default, borrow)]
     data: Option<&'a RawValue>,
 }
@@ -165,7 +165,7 @@ fn check_items<'a>(
     }
     let before = errors.len();
     for (i, item) in items.iter().enumerate() {
-        match parse_object::<ItemWire>(item.get().as_bytes()) {
+        match json::parse_item::<ItemWire>(item) {
             Err(e) => errors.push(format!("items[{i}] is {e}")),
             Ok(wire) => {
                 if let Err(e) =
@@ -300,7 +300,7 @@ pub fn parse_item(
     raw: &RawValue,
     default_location: &str,
 ) -> Result<Item, String> {
-    let wire: ItemWire = parse_object(raw.get().as_bytes())?;
+    let wire: ItemWire = json::parse_item(raw)?;
     let sku = wire
         .sku
         .as_ref()
@@ -424,7 +424,7 @@ pub fn parse_item(
 
 /// The `sku` of an item, however wrong its `data` (for the item's result).
 pub fn item_sku(raw: &RawValue) -> Option<String> {
-    let wire: ItemWire = parse_object(raw.get().as_bytes()).ok()?;
+    let wire: ItemWire = json::parse_item(raw).ok()?;
     wire.sku
         .as_ref()
         .and_then(Scalar::as_str)
@@ -438,9 +438,9 @@ fn properties_of(data: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-fn scalar_of(value: &Value) -> Scalar {
+fn scalar_of(value: &Value) -> Scalar<'_> {
     match value {
-        Value::String(s) => Scalar::Str(s.clone()),
+        Value::String(s) => Scalar::Str(s.into()),
         Value::Number(n) => n.as_i64().map_or(Scalar::OtherNumber, Scalar::Int),
         Value::Bool(_) => Scalar::Bool,
         Value::Object(_) => Scalar::Object,

@@ -25,15 +25,15 @@ const SECRET_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SubscriptionWire {
-    #[serde(default)]
-    url: Option<Scalar>,
+struct SubscriptionWire<'a> {
+    #[serde(default, borrow)]
+    url: Option<Scalar<'a>>,
     #[serde(default)]
     events: Option<serde_json::Value>,
-    #[serde(default)]
-    retailer_id: Option<Scalar>,
-    #[serde(default)]
-    secret: Option<Scalar>,
+    #[serde(default, borrow)]
+    retailer_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    secret: Option<Scalar<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn parse_subscription(body: &[u8]) -> Result<SubscriptionDraft, Vec<String>>
             if SECRET_CHARS.contains(&s.chars().count())
                 && s.chars().all(|c| c.is_ascii_graphic()) =>
         {
-            Some(s.clone())
+            Some(s.to_string())
         }
         Some(_) => {
             errors.push(format!(

@@ -364,7 +364,8 @@ where
             .spawn_scoped(scope, move || {
                 second.iter().map(|r| check(r)).collect::<Vec<_>>()
             });
-        let mut checked: Vec<Checked> = first.iter().map(|r| check(r)).collect();
+        let mut checked: Vec<Checked> = Vec::with_capacity(raw.len());
+        checked.extend(first.iter().map(|r| check(r)));
         match helper {
             Ok(helper) => checked.extend(
                 helper
