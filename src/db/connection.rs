@@ -430,7 +430,14 @@ mod tests {
         let DbConnection::Sqlite(mut conn) = db else {
             unreachable!()
         };
-        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        while conn
+            .applied_migrations()
+            .unwrap()
+            .iter()
+            .any(|v| v.to_string().ends_with("000014"))
+        {
+            conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        }
         #[derive(QueryableByName, Debug, PartialEq)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Integer)]
@@ -468,10 +475,11 @@ mod tests {
         );
     }
 
-    /// Positions stored before their key led with the SKU keep their ids, fields and the
-    /// sequence of ids given, and their key stays unique.
+    /// Positions stored before their key led with the SKU, and before they were stored in
+    /// its order, keep their ids and fields; no id is given twice, and key and id stay
+    /// unique.
     #[test]
-    fn positions_keyed_by_sku_keep_what_was_stored() {
+    fn positions_keep_their_ids_and_keys_through_each_rebuild() {
         use diesel::sql_types::{BigInt, Text};
         #[derive(QueryableByName)]
         struct Row {
@@ -499,10 +507,28 @@ mod tests {
         ))
         .unwrap();
         conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
-        conn.batch_execute(&insert("C")).unwrap();
+        let mut db = DbConnection::Sqlite(conn);
+        let ids = crate::db::positions::reserve_ids(&mut db, 2).unwrap();
+        assert_eq!(ids, [3, 4], "id 2 is not given again");
+        let DbConnection::Sqlite(mut conn) = db else {
+            unreachable!()
+        };
+        let insert = |sku: &str, id: i64| {
+            format!(
+                "INSERT INTO inventory_positions (id, retailer_id, location_ref, sku_ref, qty, \
+                 inventory_type, version, created_version, created_on, updated_on, extra) \
+                 VALUES ({id}, 'R', 'L', '{sku}', 5, 'DEFAULT', 1, 1, '2026-01-01 00:00:00', \
+                 '2026-01-01 00:00:00', '{{\"uom\":\"EA\"}}')"
+            )
+        };
+        conn.batch_execute(&insert("C", 3)).unwrap();
         assert!(
-            conn.batch_execute(&insert("C")).is_err(),
+            conn.batch_execute(&insert("C", 4)).is_err(),
             "the key is unique"
+        );
+        assert!(
+            conn.batch_execute(&insert("D", 3)).is_err(),
+            "the id is unique"
         );
         let rows: Vec<Row> = diesel::sql_query(
             "SELECT id, sku_ref FROM inventory_positions WHERE extra = '{\"uom\":\"EA\"}' \
@@ -511,7 +537,7 @@ mod tests {
         .load(&mut conn)
         .unwrap();
         let rows: Vec<(i64, &str)> = rows.iter().map(|r| (r.id, r.sku_ref.as_str())).collect();
-        assert_eq!(rows, [(1, "A"), (3, "C")], "id 2 is not given again");
+        assert_eq!(rows, [(1, "A"), (3, "C")]);
         #[derive(QueryableByName)]
         struct Name {
             #[diesel(sql_type = Text)]
@@ -519,15 +545,26 @@ mod tests {
         }
         let indexes: Vec<Name> = diesel::sql_query(
             "SELECT name FROM sqlite_master WHERE type = 'index' \
-             AND tbl_name = 'inventory_positions'",
+             AND tbl_name = 'inventory_positions' ORDER BY name",
         )
         .load(&mut conn)
         .unwrap();
         let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(
             names,
-            ["sqlite_autoindex_inventory_positions_1"],
-            "only the key's index is left"
+            ["inventory_positions_id"],
+            "the key's is the table itself"
         );
+        #[derive(QueryableByName)]
+        struct KeyOrdered {
+            #[diesel(sql_type = BigInt)]
+            wr: i64,
+        }
+        let table: KeyOrdered = diesel::sql_query(
+            "SELECT wr FROM pragma_table_list WHERE name = 'inventory_positions'",
+        )
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(table.wr, 1, "stored in key order, without a rowid");
     }
 }

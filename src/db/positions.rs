@@ -330,18 +330,16 @@ struct ReservedId {
 }
 
 /// `n` ids no position has had, for positions the caller inserts in this transaction. On
-/// SQLite they follow the highest id ever given, so the transaction must already hold the
-/// write lock (have written): the executor's has locked its batch row first.
-/// PostgreSQL draws them from the sequence.
+/// SQLite they follow the last id given (`position_ids`); PostgreSQL draws them from the
+/// sequence.
 pub fn reserve_ids(conn: &mut DbConnection, n: usize) -> QueryResult<Vec<i64>> {
     match conn {
         DbConnection::Sqlite(c) => {
-            let last: ReservedId = sql_query(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence \
-                 WHERE name = 'inventory_positions'), 0) AS id",
-            )
-            .get_result(c)?;
-            Ok((1..=n as i64).map(|i| last.id + i).collect())
+            let last: ReservedId =
+                sql_query("UPDATE position_ids SET last_id = last_id + ? RETURNING last_id AS id")
+                    .bind::<BigInt, _>(n as i64)
+                    .get_result(c)?;
+            Ok((last.id - n as i64 + 1..=last.id).collect())
         }
         DbConnection::Pg(c) => Ok(sql_query(
             "SELECT nextval(pg_get_serial_sequence('inventory_positions', 'id')) AS id \
@@ -430,14 +428,14 @@ pub fn update_positions(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     match conn {
-        // An upsert on the id, conflicting on every row: plain `VALUES` rows, each updating
-        // the row its id finds, where `UPDATE ... FROM` would copy them into a temporary
+        // An upsert on the key, conflicting on every row: plain `VALUES` rows, each updating
+        // the row its key finds, where `UPDATE ... FROM` would copy them into a temporary
         // table first.
         DbConnection::Sqlite(c) => write_positions_sqlite(
             c,
             rows,
             now,
-            " ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, \
+            " ON CONFLICT (retailer_id, sku_ref, location_ref) DO UPDATE SET qty = excluded.qty, \
              corrected_qty = excluded.corrected_qty, reserved_qty = excluded.reserved_qty, \
              inventory_id = excluded.inventory_id, reference = excluded.reference, \
              inventory_type = excluded.inventory_type, status = excluded.status, \

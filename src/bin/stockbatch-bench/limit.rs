@@ -570,6 +570,8 @@ struct Key<'a> {
 
 /// A record's position to insert (or upsert).
 struct Write<'a> {
+    /// The id the position gets should it be created.
+    id: i64,
     record: &'a Record,
     version: i64,
 }
@@ -604,16 +606,17 @@ fn read_shape<'a>() -> Shape<Key<'a>> {
 fn write_shape<'a>(on_conflict: &str) -> Shape<Write<'a>> {
     Shape {
         head: format!(
-            "INSERT INTO inventory_positions ({COLUMNS}) SELECT column1, column2, column3, \
-             column4, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', NULL, NULL, column5, column5, \
-             now.t, now.t FROM (SELECT "
+            "INSERT INTO inventory_positions (id, {COLUMNS}) SELECT column1, column2, column3, \
+             column4, column5, NULL, NULL, NULL, NULL, 'LAST_ON_HAND', NULL, NULL, column6, \
+             column6, now.t, now.t FROM (SELECT "
         ),
         now_then: Some(" AS t) AS now, (VALUES"),
         // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
         tail: format!(") WHERE true {on_conflict} RETURNING id, version"),
-        binds: 5,
+        binds: 6,
         bind: |w, out| {
             bind_row!(out,
+                BigInt => &w.id,
                 Text => RETAILER,
                 Text => &w.record.location_ref,
                 Text => &w.record.sku_ref,
@@ -658,6 +661,20 @@ fn movements_shape() -> Shape<Outcome> {
     }
 }
 
+/// The first of `n` position ids never given, as the service reserves them on SQLite.
+fn sqlite_reserve_ids(c: &mut SqliteConnection, n: usize) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = BigInt)]
+        last_id: i64,
+    }
+    let last: Last =
+        sql_query("UPDATE position_ids SET last_id = last_id + ? RETURNING last_id")
+            .bind::<BigInt, _>(n as i64)
+            .get_result(c)?;
+    Ok(last.last_id - n as i64 + 1)
+}
+
 fn sqlite_read(c: &mut SqliteConnection, chunks: Chunks, b: &Batch) -> QueryResult<Vec<Before>> {
     let keys: Vec<Key> = b
         .records
@@ -685,11 +702,13 @@ fn sqlite_results_and_movements(
 
 fn sqlite_upsert(c: &mut SqliteConnection, chunks: Chunks, b: &Batch) -> QueryResult<()> {
     let before = sqlite_read(c, chunks, b)?;
+    let first_id = sqlite_reserve_ids(c, b.records.len())?;
     let writes: Vec<Write> = b
         .records
         .iter()
         .enumerate()
         .map(|(seq, record)| Write {
+            id: first_id + seq as i64,
             record,
             version: b.version(seq),
         })
@@ -702,10 +721,13 @@ fn sqlite_upsert(c: &mut SqliteConnection, chunks: Chunks, b: &Batch) -> QueryRe
 fn sqlite_read_write(c: &mut SqliteConnection, b: &Batch) -> QueryResult<()> {
     let chunks = Chunks::Cached(CACHED_SIZES);
     let before = sqlite_read(c, chunks, b)?;
-    let inserts: Vec<Write> = b
-        .new_seqs(&before)
+    let new_seqs = b.new_seqs(&before);
+    let first_id = sqlite_reserve_ids(c, new_seqs.len())?;
+    let inserts: Vec<Write> = new_seqs
         .into_iter()
-        .map(|seq| Write {
+        .enumerate()
+        .map(|(n, seq)| Write {
+            id: first_id + n as i64,
             record: &b.records[seq],
             version: b.version(seq),
         })
