@@ -668,10 +668,9 @@ fn sqlite_reserve_ids(c: &mut SqliteConnection, n: usize) -> QueryResult<i64> {
         #[diesel(sql_type = BigInt)]
         last_id: i64,
     }
-    let last: Last =
-        sql_query("UPDATE position_ids SET last_id = last_id + ? RETURNING last_id")
-            .bind::<BigInt, _>(n as i64)
-            .get_result(c)?;
+    let last: Last = sql_query("UPDATE position_ids SET last_id = last_id + ? RETURNING last_id")
+        .bind::<BigInt, _>(n as i64)
+        .get_result(c)?;
     Ok(last.last_id - n as i64 + 1)
 }
 
