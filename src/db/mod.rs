@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod models;
 pub mod movements;
 pub mod notifications;
+mod position_reader;
 pub mod positions;
 pub mod results;
 pub mod schema;

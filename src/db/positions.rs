@@ -3,9 +3,8 @@
 //! share one at once, so a batch reads its positions once and writes what it changed.
 
 use chrono::NaiveDateTime;
-use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::AstPass;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
@@ -13,7 +12,7 @@ use diesel::sqlite::Sqlite;
 use super::models::Position;
 use super::schema::inventory_positions as positions;
 use super::sql::{bind_values, ladder_chunks, SqliteRow, SqliteRows, Typed};
-use super::DbConnection;
+use super::{position_reader, DbConnection};
 use crate::domain::operations::{PositionKey, Stock};
 
 /// Rows per multi-row SQLite statement: few statement texts, each prepared once.
@@ -139,46 +138,30 @@ const SCAN_KEYS: usize = 500;
 /// Rows a scan may read per key it looks up, beyond which its keys are looked up one by one.
 const SCAN_ROWS_PER_KEY: usize = 2;
 
-/// SQLite reads the keys in runs of [`SCAN_KEYS`] by SKU: each run's SKU range in one index
-/// scan. Where the batch covers most positions in that range (a snapshot in SKU order), an
-/// index seek and a row per key cost half as much again. A range holding many more
-/// positions than the run looks up (a batch of one location's stock, or scattered SKUs)
-/// is abandoned after [`SCAN_ROWS_PER_KEY`] rows per key, and it and the runs after it are
-/// looked up key by key.
+/// SQLite reads the keys in runs of [`SCAN_KEYS`] by SKU: each run's SKU range in one scan
+/// of the table, which is in key order (see [`position_reader`]). Where the batch covers
+/// most positions in that range (a snapshot in SKU order), a seek per key costs half as
+/// much again. A range holding many more positions than the run looks up (a batch of one
+/// location's stock, or scattered SKUs) is abandoned after [`SCAN_ROWS_PER_KEY`] rows per
+/// key, and it and the runs after it are looked up key by key.
 fn load_positions_sqlite(
     c: &mut diesel::SqliteConnection,
     retailer: &str,
     keys: &[PositionKey],
     found: &mut [Option<Stock>],
 ) -> QueryResult<()> {
-    let key = |i: &usize| (keys[*i].1.as_str(), keys[*i].0.as_str());
+    let key = |i: usize| (keys[i].1.as_str(), keys[i].0.as_str());
     let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    let mut one_by_one: &[usize] = &[];
-    for (n, run) in order.chunks(SCAN_KEYS).enumerate() {
-        let limit = run.len() * SCAN_ROWS_PER_KEY + 1;
-        let scan = SkuRange {
-            retailer,
-            first: key(&run[0]).0,
-            last: key(&run[run.len() - 1]).0,
-            limit: limit as i64,
-        };
-        let mut read = 0;
-        for row in scan.load_iter::<(String, String, StockRow), DefaultLoadingMode>(c)? {
-            let (location, sku, row) = row?;
-            read += 1;
-            if let Ok(at) = run.binary_search_by(|i| key(i).cmp(&(sku.as_str(), location.as_str())))
-            {
-                found[run[at]] = Some(row.into_stock().1);
-            }
-        }
-        if read == limit {
-            run.iter().for_each(|&i| found[i] = None);
-            one_by_one = &order[n * SCAN_KEYS..];
-            break;
-        }
-    }
-    let key_rows: Vec<KeyRow> = one_by_one
+    order.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+    let scanned = position_reader::scan_sku_ranges(
+        c,
+        retailer,
+        order.chunks(SCAN_KEYS),
+        key,
+        |run| run.len() * SCAN_ROWS_PER_KEY + 1,
+        found,
+    )?;
+    let key_rows: Vec<KeyRow> = order[scanned..]
         .iter()
         .map(|&i| KeyRow {
             retailer,
@@ -202,41 +185,6 @@ fn load_positions_sqlite(
         }
     }
     Ok(())
-}
-
-/// At most `limit` positions of `retailer` with a SKU from `first` to `last`, with their
-/// keys (and a key index of 0, read as a [`StockRow`]).
-struct SkuRange<'a> {
-    retailer: &'a str,
-    first: &'a str,
-    last: &'a str,
-    limit: i64,
-}
-
-impl QueryId for SkuRange<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for SkuRange<'_> {
-    type SqlType = (Text, Text, StockRowSql);
-}
-
-impl RunQueryDsl<diesel::SqliteConnection> for SkuRange<'_> {}
-
-impl QueryFragment<Sqlite> for SkuRange<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("SELECT p.location_ref, p.sku_ref, 0, ");
-        out.push_sql(STOCK_COLUMNS);
-        out.push_sql(" FROM inventory_positions p WHERE p.retailer_id = ");
-        out.push_bind_param::<Text, _>(self.retailer)?;
-        out.push_sql(" AND p.sku_ref BETWEEN ");
-        out.push_bind_param::<Text, _>(self.first)?;
-        out.push_sql(" AND ");
-        out.push_bind_param::<Text, _>(self.last)?;
-        out.push_sql(" LIMIT ");
-        out.push_bind_param::<BigInt, _>(&self.limit)
-    }
 }
 
 /// Of `skus`, those with at least one position of `retailer`.
@@ -515,8 +463,14 @@ mod tests {
 
     /// A database with the positions of `skus` x `locations` for retailer "1" (qty
     /// `s * 100 + l`) and, at the same keys, for retailer "2" (negative qty).
-    fn stocked(skus: usize, locations: usize) -> DbConnection {
-        let mut conn = DbConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+    fn stocked(skus: usize, locations: usize) -> (tempfile::TempDir, DbConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.db");
+        (dir, stocked_at(path.to_str().unwrap(), skus, locations))
+    }
+
+    fn stocked_at(url: &str, skus: usize, locations: usize) -> DbConnection {
+        let mut conn = DbConnection::Sqlite(SqliteConnection::establish(url).unwrap());
         crate::db::run_migrations(&mut conn).unwrap();
         let keys: Vec<(PositionKey, i64)> = (0..skus)
             .flat_map(|s| {
@@ -579,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_batch_covering_its_sku_range_finds_each_position_once() {
-        let mut conn = stocked(30, 40);
+        let (_dir, mut conn) = stocked(30, 40);
         // Every position, out of order, and keys of SKUs and locations that have none.
         let mut keys: Vec<PositionKey> = (0..32)
             .flat_map(|s| (0..41).map(move |l| (location(l), sku(s))))
@@ -590,15 +544,24 @@ mod tests {
     }
 
     #[test]
+    fn a_database_in_memory_finds_its_positions_key_by_key() {
+        let mut conn = stocked_at(":memory:", 12, 10);
+        let keys: Vec<PositionKey> = (0..14)
+            .flat_map(|s| (0..11).map(move |l| (location(l), sku(s))))
+            .collect();
+        assert_found(&mut conn, &keys, 12, 10);
+    }
+
+    #[test]
     fn a_batch_of_one_location_among_many_finds_its_positions() {
-        let mut conn = stocked(30, 40);
+        let (_dir, mut conn) = stocked(30, 40);
         let keys: Vec<PositionKey> = (0..35).map(|s| (location(7), sku(s))).collect();
         assert_found(&mut conn, &keys, 30, 40);
     }
 
     #[test]
     fn a_batch_dense_then_sparse_finds_every_position() {
-        let mut conn = stocked(30, 40);
+        let (_dir, mut conn) = stocked(30, 40);
         let mut keys: Vec<PositionKey> = (0..13)
             .flat_map(|s| (0..40).map(move |l| (location(l), sku(s))))
             .collect();
