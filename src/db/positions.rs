@@ -569,4 +569,27 @@ mod tests {
         assert!(keys.len() > SCAN_KEYS);
         assert_found(&mut conn, &keys, 30, 40);
     }
+
+    #[test]
+    fn each_read_sees_what_was_committed_before_it() {
+        let (_dir, mut conn) = stocked(20, 10);
+        let keys: Vec<PositionKey> = (0..20)
+            .flat_map(|s| (0..10).map(move |l| (location(l), sku(s))))
+            .collect();
+        assert_found(&mut conn, &keys, 20, 10);
+        let DbConnection::Sqlite(c) = &mut conn else {
+            unreachable!("a SQLite database")
+        };
+        diesel::sql_query("UPDATE inventory_positions SET qty = qty + 7 WHERE retailer_id = '1'")
+            .execute(c)
+            .unwrap();
+        let found = load_positions(&mut conn, "1", &keys).unwrap();
+        for (i, (l, s)) in keys.iter().enumerate() {
+            let (s, l): (usize, usize) = (s[2..].parse().unwrap(), l[2..].parse().unwrap());
+            assert_eq!(
+                found[i].as_ref().map(|s| s.qty),
+                Some((s * 100 + l + 7) as i64)
+            );
+        }
+    }
 }
