@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::api::body::Body;
 use crate::api::error::ApiError;
@@ -63,7 +63,8 @@ struct ItemResult {
     sku: Option<String>,
     status: &'static str,
     message: String,
-    data: Option<Value>,
+    /// As stored: it was written as JSON by the executor.
+    data: Option<Box<RawValue>>,
 }
 
 /// The caller's retailer: the StateSet API acts for exactly one.
@@ -266,7 +267,7 @@ fn view(batch: Batch, rows: Vec<BatchResult>, notification: Option<EmailView>) -
                 sku: r.entity_ref,
                 status,
                 message: r.message,
-                data: r.data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+                data: r.data.and_then(|d| RawValue::from_string(d).ok()),
             }
         })
         .collect();
