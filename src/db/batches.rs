@@ -299,9 +299,21 @@ pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResu
 }
 
 /// Hands back a batch `owner` claimed but never started (it stopped first): it is pending
-/// again, and the claim is not counted as an attempt.
+/// again, the claim is not counted as an attempt, and a batch no attempt ever ran has not
+/// started.
 pub fn unclaim_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    hand_back(conn, id, owner, 1)
+    if !hand_back(conn, id, owner, 1)? {
+        return Ok(false);
+    }
+    diesel::update(
+        batches::table
+            .filter(batches::id.eq(id))
+            .filter(batches::status.eq(PENDING))
+            .filter(batches::attempts.eq(0)),
+    )
+    .set(batches::started_on.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(true)
 }
 
 /// Makes a batch held by `owner` pending again, taking back `uncounted` attempts.

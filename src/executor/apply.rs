@@ -1151,7 +1151,16 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(held.status, "RUNNING");
+            assert!(held.started_on.is_some());
             assert!(batches::unclaim_batch(&mut conn, next_id, OWNER).unwrap());
+            let pending = batches::find_batch_by_id(&mut conn, next_id)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (pending.status.as_str(), pending.started_on),
+                ("PENDING", None),
+                "no attempt of it ran"
+            );
             let now = Utc::now().naive_utc();
             let again =
                 batches::claim_next_batch(&mut conn, "another", now, now + TimeDelta::minutes(5))
@@ -1162,6 +1171,19 @@ mod tests {
                 (next_id, 1),
                 "handed back unattempted"
             );
+            // An attempt ran and was released; a claim after it handed back keeps its start.
+            assert!(batches::release_batch(&mut conn, next_id, "another").unwrap());
+            let ahead =
+                batches::claim_next_batch(&mut conn, OWNER, now, now + TimeDelta::minutes(5))
+                    .unwrap()
+                    .unwrap();
+            assert_eq!((ahead.id, ahead.attempts), (next_id, 2));
+            assert!(batches::unclaim_batch(&mut conn, next_id, OWNER).unwrap());
+            let pending = batches::find_batch_by_id(&mut conn, next_id)
+                .unwrap()
+                .unwrap();
+            assert_eq!(pending.attempts, 1);
+            assert!(pending.started_on.is_some(), "an attempt of it ran");
         }
     }
 }
