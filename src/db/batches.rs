@@ -2,13 +2,14 @@
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
+use diesel::dsl::case_when;
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
 use super::models::{Batch, ClaimedBatch, NewBatch, COMPLETE, PENDING, RUNNING};
-use super::schema::{batch_records, batches};
-use super::sql::{delete_before, numbered_for_sqlite};
+use super::schema::{batch_records, batch_result_chunks, batches};
+use super::sql::numbered_for_sqlite;
 use super::{write_transaction, DbConnection};
 
 /// Stores a batch and its records.
@@ -299,31 +300,26 @@ pub fn release_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResu
 }
 
 /// Hands back a batch `owner` claimed but never started (it stopped first): it is pending
-/// again, the claim is not counted as an attempt, and a batch no attempt ever ran has not
-/// started.
+/// again, and the claim is not counted as an attempt.
 pub fn unclaim_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
-    if !hand_back(conn, id, owner, 1)? {
-        return Ok(false);
-    }
-    diesel::update(
-        batches::table
-            .filter(batches::id.eq(id))
-            .filter(batches::status.eq(PENDING))
-            .filter(batches::attempts.eq(0)),
-    )
-    .set(batches::started_on.eq(None::<NaiveDateTime>))
-    .execute(conn)?;
-    Ok(true)
+    hand_back(conn, id, owner, 1)
 }
 
-/// Makes a batch held by `owner` pending again, taking back `uncounted` attempts.
+/// Makes a batch held by `owner` pending again, taking back `uncounted` attempts; one that
+/// no attempt is left of has not started.
 fn hand_back(conn: &mut DbConnection, id: i64, owner: &str, uncounted: i32) -> QueryResult<bool> {
+    let never_started = case_when(
+        batches::attempts.le(uncounted),
+        None::<NaiveDateTime>.into_sql::<Nullable<Timestamp>>(),
+    )
+    .otherwise(batches::started_on);
     let updated = diesel::update(held_by!(id, owner))
         .set((
             batches::status.eq(PENDING),
             batches::lease_owner.eq(None::<String>),
             batches::lease_expires_at.eq(None::<NaiveDateTime>),
             batches::attempts.eq(batches::attempts - uncounted),
+            batches::started_on.eq(never_started),
         ))
         .execute(conn)?;
     Ok(updated == 1)
@@ -374,13 +370,19 @@ const PRUNED: &str = "SELECT id FROM batches WHERE status = 'COMPLETE' AND creat
 
 /// Deletes up to `limit` COMPLETE batches created before `cutoff`, with their records and
 /// results: of `retailer`, or when `None` of every retailer without a retention of its own.
-/// Every statement writes first, so on SQLite the transaction takes the write lock at once.
+/// The batches are chosen once, so a batch completing meanwhile cannot slip into one of the
+/// deletes and not the others.
 pub fn delete_completed_batches_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
     limit: i64,
     retailer: Option<&str>,
 ) -> QueryResult<usize> {
+    #[derive(QueryableByName)]
+    struct Pruned {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
     let pruned = PRUNED.replace(
         "RETAILER",
         match retailer {
@@ -390,28 +392,30 @@ pub fn delete_completed_batches_before(
             }
         },
     );
-    let delete = |conn: &mut DbConnection, sql: String| -> QueryResult<usize> {
-        let Some(retailer) = retailer else {
-            return delete_before(conn, &sql, cutoff, limit);
-        };
+    write_transaction(conn, |conn| {
         let query = |sql: &str| {
             sql_query(sql)
                 .bind::<Timestamp, _>(cutoff)
-                .bind::<diesel::sql_types::BigInt, _>(limit)
-                .bind::<Text, _>(retailer)
+                .bind::<BigInt, _>(limit)
         };
-        match conn {
-            DbConnection::Sqlite(c) => query(&numbered_for_sqlite(&sql)).execute(c),
-            DbConnection::Pg(c) => query(&sql).execute(c),
+        let rows: Vec<Pruned> = match (&mut *conn, retailer) {
+            (DbConnection::Sqlite(c), None) => query(&numbered_for_sqlite(&pruned)).load(c)?,
+            (DbConnection::Pg(c), None) => query(&pruned).load(c)?,
+            (DbConnection::Sqlite(c), Some(r)) => query(&numbered_for_sqlite(&pruned))
+                .bind::<Text, _>(r)
+                .load(c)?,
+            (DbConnection::Pg(c), Some(r)) => query(&pruned).bind::<Text, _>(r).load(c)?,
+        };
+        let ids: Vec<i64> = rows.into_iter().map(|row| row.id).collect();
+        if ids.is_empty() {
+            return Ok(0);
         }
-    };
-    write_transaction(conn, |conn| {
-        for table in ["batch_result_chunks", "batch_records"] {
-            delete(
-                conn,
-                format!("DELETE FROM {table} WHERE batch_id IN ({pruned})"),
-            )?;
-        }
-        delete(conn, format!("DELETE FROM batches WHERE id IN ({pruned})"))
+        diesel::delete(
+            batch_result_chunks::table.filter(batch_result_chunks::batch_id.eq_any(&ids)),
+        )
+        .execute(conn)?;
+        diesel::delete(batch_records::table.filter(batch_records::batch_id.eq_any(&ids)))
+            .execute(conn)?;
+        diesel::delete(batches::table.filter(batches::id.eq_any(&ids))).execute(conn)
     })
 }
