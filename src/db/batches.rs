@@ -255,13 +255,20 @@ pub fn lock_held_batch(conn: &mut DbConnection, id: i64, owner: &str) -> QueryRe
     Ok(cancel.map(|c| c != 0))
 }
 
-/// Ends a PENDING batch as cancelled: COMPLETE, with the marker. `false` when it is no
-/// longer PENDING (an executor claimed it, or it is done).
+/// Ends a PENDING batch as cancelled: COMPLETE, with the marker and `counts` of all its
+/// results (those an earlier attempt recorded, and the cancelled rest). `false` when it is
+/// no longer PENDING (an executor claimed it, or it is done).
 pub fn cancel_pending_batch(
     conn: &mut DbConnection,
     id: i64,
     now: NaiveDateTime,
+    counts: Counts,
 ) -> QueryResult<bool> {
+    let started = case_when(
+        batches::started_on.is_null(),
+        Some(now).into_sql::<Nullable<Timestamp>>(),
+    )
+    .otherwise(batches::started_on);
     let updated = diesel::update(
         batches::table
             .filter(batches::id.eq(id))
@@ -270,12 +277,12 @@ pub fn cancel_pending_batch(
     .set((
         batches::status.eq(COMPLETE),
         batches::cancelled.eq(1),
-        batches::started_on.eq(Some(now)),
+        batches::started_on.eq(started),
         batches::completed_on.eq(Some(now)),
         batches::processed_count.eq(batches::record_count),
-        batches::applied_count.eq(Some(0)),
-        batches::rejected_count.eq(batches::record_count.nullable()),
-        batches::unchanged_count.eq(Some(0)),
+        batches::applied_count.eq(Some(counts.applied)),
+        batches::rejected_count.eq(Some(counts.rejected)),
+        batches::unchanged_count.eq(Some(counts.unchanged)),
     ))
     .execute(conn)?;
     Ok(updated == 1)

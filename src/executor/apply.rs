@@ -265,9 +265,16 @@ fn recorded(
     conn: &mut DbConnection,
     batch_id: i64,
 ) -> anyhow::Result<(HashMap<usize, i32>, Counts)> {
+    recorded_results(conn, batch_id).context("reading the batch's results failed")
+}
+
+/// The results a batch has (code by item index), and their counts.
+pub(super) fn recorded_results(
+    conn: &mut DbConnection,
+    batch_id: i64,
+) -> diesel::QueryResult<(HashMap<usize, i32>, Counts)> {
     let mut counts = Counts::default();
-    let recorded = results::recorded_seqs(conn, batch_id)
-        .context("reading the batch's results failed")?
+    let recorded = results::recorded_seqs(conn, batch_id)?
         .into_iter()
         .map(|(seq, code, message)| {
             count(&mut counts, code, &message);
@@ -1079,6 +1086,55 @@ mod tests {
             assert_eq!((summary.applied, summary.rejected), (1199 - 512, 1));
             assert_eq!(all_results(&mut conn, batch.id), expected);
             assert_eq!(movements_count(&mut conn), 1199, "no movement twice");
+        }
+
+        #[test]
+        fn a_batch_released_part_applied_and_then_cancelled_keeps_what_it_applied() {
+            let (_dir, mut conn, batch) = claimed();
+            {
+                let records = records_of(&mut conn, &batch);
+                let mut plan = plan(&mut conn, &batch, &records).unwrap();
+                let mut view = load_view(&mut conn, &plan).unwrap();
+                let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
+                let mut ids = NewIds::default();
+                let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
+                conn.transaction::<_, TxError, _>(|conn| {
+                    let rows = write(conn, &plan, &view, &mut step, &mut ids)?;
+                    results::insert_results(conn, batch.id, &rows)?;
+                    Ok(())
+                })
+                .unwrap();
+            }
+            assert!(batches::release_batch(&mut conn, batch.id, OWNER).unwrap());
+            let pending = batches::find_batch_by_id(&mut conn, batch.id)
+                .unwrap()
+                .unwrap();
+            let cancelled = conn
+                .transaction(|conn| {
+                    crate::executor::cancel_batch(
+                        conn,
+                        &Outbox::default(),
+                        &pending,
+                        Utc::now().naive_utc(),
+                    )
+                })
+                .unwrap();
+            assert_eq!(cancelled, crate::executor::Cancelled::Now);
+            let rows = all_results(&mut conn, batch.id);
+            assert_eq!(rows.len(), 1200);
+            assert!(rows[..512].iter().all(|r| r.message == CREATED), "kept");
+            assert!(rows[512..]
+                .iter()
+                .all(|r| r.response_code == CODE_CANCELLED));
+            let done = batches::find_batch_by_id(&mut conn, batch.id)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (done.status.as_str(), done.cancelled, done.applied_count),
+                ("COMPLETE", 1, Some(512))
+            );
+            assert_eq!(done.rejected_count, Some(1200 - 512));
+            assert_eq!(movements_count(&mut conn), 512);
         }
 
         /// With the feature on, the database refuses any write holding this SKU.

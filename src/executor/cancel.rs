@@ -6,7 +6,7 @@
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
-use super::apply::cancelled_row;
+use super::apply::{cancelled_row, recorded_results};
 use crate::db::models::Batch;
 use crate::db::{batches, results, DbConnection};
 use crate::notify::Outbox;
@@ -28,10 +28,15 @@ pub fn cancel_batch(
     batch: &Batch,
     now: NaiveDateTime,
 ) -> QueryResult<Cancelled> {
-    if batches::cancel_pending_batch(conn, batch.id, now)? {
-        let rows: Vec<_> = (0..batch.record_count as usize)
-            .map(cancelled_row)
-            .collect();
+    // An earlier attempt may have applied and recorded part of it before it was released.
+    let (recorded, mut counts) = recorded_results(conn, batch.id)?;
+    let rows: Vec<_> = (0..batch.record_count as usize)
+        .filter(|i| !recorded.contains_key(i))
+        .map(cancelled_row)
+        .collect();
+    counts.rejected += rows.len() as i32;
+    counts.cancelled = true;
+    if batches::cancel_pending_batch(conn, batch.id, now, counts)? {
         results::insert_results(conn, batch.id, &rows)?;
         batches::notify_queue_changed(conn)?;
         outbox.batch_completed(conn, batch.id, now)?;
