@@ -1059,27 +1059,29 @@ mod tests {
             assert_eq!(movements_count(&mut conn), 1199);
         }
 
+        /// Commits the first step of `batch` alone, as an attempt that stopped after its
+        /// first transaction would have.
+        fn apply_first_step(conn: &mut DbConnection, batch: &ClaimedBatch) {
+            let records = records_of(conn, batch);
+            let mut plan = plan(conn, batch, &records).unwrap();
+            let mut view = load_view(conn, &plan).unwrap();
+            let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
+            let mut ids = NewIds::default();
+            let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
+            conn.transaction::<_, TxError, _>(|conn| {
+                let rows = write(conn, &plan, &view, &mut step, &mut ids)?;
+                results::insert_results(conn, batch.id, &rows)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+
         #[test]
         fn a_batch_stopped_between_transactions_resumes_where_it_stopped() {
             let expected = uncontended_results();
 
             let (_dir, mut conn, batch) = claimed();
-            // The first transaction commits, then the executor stops: emulate by applying
-            // only the first step under a fresh plan.
-            {
-                let records = records_of(&mut conn, &batch);
-                let mut plan = plan(&mut conn, &batch, &records).unwrap();
-                let mut view = load_view(&mut conn, &plan).unwrap();
-                let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
-                let mut ids = NewIds::default();
-                let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
-                conn.transaction::<_, TxError, _>(|conn| {
-                    let rows = write(conn, &plan, &view, &mut step, &mut ids)?;
-                    results::insert_results(conn, batch.id, &rows)?;
-                    Ok(())
-                })
-                .unwrap();
-            }
+            apply_first_step(&mut conn, &batch);
             assert_eq!(all_results(&mut conn, batch.id).len(), 512);
             let summary = apply(&mut conn, &WriteGate::default(), &batch);
 
@@ -1091,20 +1093,7 @@ mod tests {
         #[test]
         fn a_batch_released_part_applied_and_then_cancelled_keeps_what_it_applied() {
             let (_dir, mut conn, batch) = claimed();
-            {
-                let records = records_of(&mut conn, &batch);
-                let mut plan = plan(&mut conn, &batch, &records).unwrap();
-                let mut view = load_view(&mut conn, &plan).unwrap();
-                let first: Vec<usize> = plan.pending[..GATED_STEP_ITEMS].to_vec();
-                let mut ids = NewIds::default();
-                let mut step = prepare(&mut plan, &mut view, &first, &mut ids);
-                conn.transaction::<_, TxError, _>(|conn| {
-                    let rows = write(conn, &plan, &view, &mut step, &mut ids)?;
-                    results::insert_results(conn, batch.id, &rows)?;
-                    Ok(())
-                })
-                .unwrap();
-            }
+            apply_first_step(&mut conn, &batch);
             assert!(batches::release_batch(&mut conn, batch.id, OWNER).unwrap());
             let pending = batches::find_batch_by_id(&mut conn, batch.id)
                 .unwrap()
