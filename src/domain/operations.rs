@@ -192,10 +192,11 @@ impl View {
         view.changed = vec![false; found.len()];
         if !view.items.is_empty() {
             for (id, _) in found.iter().enumerate().filter(|(_, s)| s.is_some()) {
-                let sku = &view.keys.keys[id].1;
-                if view.items.contains_key(sku) && !view.skus_with_positions.contains(sku) {
-                    view.skus_with_positions.insert(sku.clone());
-                }
+                note_position_of(
+                    &view.items,
+                    &mut view.skus_with_positions,
+                    &view.keys.keys[id].1,
+                );
             }
         }
         view.positions = found;
@@ -223,12 +224,6 @@ impl View {
         &self.keys.keys[id]
     }
 
-    /// Notes that `sku` has a position, where it matters (its item was looked up); whether
-    /// it is news.
-    fn note_position_of(&mut self, sku: &str) -> bool {
-        self.items.contains_key(sku) && self.skus_with_positions.insert(sku.to_owned())
-    }
-
     pub fn position(&self, id: KeyId) -> Option<&Stock> {
         self.positions[id].as_ref()
     }
@@ -249,8 +244,11 @@ impl View {
     }
 
     fn set_position(&mut self, id: KeyId, stock: Stock) {
-        let sku = self.keys.keys[id].1.clone();
-        let new_sku = self.note_position_of(&sku);
+        let new_sku = note_position_of(
+            &self.items,
+            &mut self.skus_with_positions,
+            &self.keys.keys[id].1,
+        );
         let was_changed = std::mem::replace(&mut self.changed[id], true);
         if !was_changed {
             self.changed_positions.push(id);
@@ -325,6 +323,18 @@ impl View {
         items.sort_by(|a, b| a.0.cmp(&b.0));
         (positions, items)
     }
+}
+
+/// Notes in `skus_with_positions` that `sku` has a position, where it matters (its item
+/// is among `items`, those looked up); whether it is news.
+fn note_position_of(
+    items: &HashMap<String, Option<Map<String, Value>>>,
+    skus_with_positions: &mut HashSet<String>,
+    sku: &str,
+) -> bool {
+    items.contains_key(sku)
+        && !skus_with_positions.contains(sku)
+        && skus_with_positions.insert(sku.to_owned())
 }
 
 /// What Batch Pre-Processing says of a record that would change nothing.
