@@ -8,6 +8,7 @@
 //! positions, so what it reads is what that batch starts from.
 
 use std::cell::RefCell;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -15,6 +16,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::Text;
 use rusqlite::{Connection, OpenFlags};
 
+use super::positions::STOCK_COLUMNS;
 use crate::domain::operations::Stock;
 
 thread_local! {
@@ -23,10 +25,14 @@ thread_local! {
 }
 
 /// At most `?4` positions of retailer `?1` with a SKU from `?2` to `?3`, in key order (the
-/// table's own: no sort).
-const SKU_RANGE: &str = "SELECT location_ref, sku_ref, id, qty, corrected_qty, reserved_qty, \
-    inventory_id, reference, inventory_type, status, attributes, extra FROM inventory_positions \
-    WHERE retailer_id = ?1 AND sku_ref BETWEEN ?2 AND ?3 ORDER BY sku_ref, location_ref LIMIT ?4";
+/// table's own: no sort): location, SKU, then the stored fields.
+static SKU_RANGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT p.location_ref, p.sku_ref, {STOCK_COLUMNS} FROM inventory_positions p \
+         WHERE p.retailer_id = ?1 AND p.sku_ref BETWEEN ?2 AND ?3 \
+         ORDER BY p.sku_ref, p.location_ref LIMIT ?4"
+    )
+});
 
 /// Reads `runs` of keys, each sorted by (SKU, location) as `sku_and_location` gives them,
 /// with one scan of each run's SKU range; key `i`'s position goes to `found[i]`. A scan that
@@ -49,7 +55,7 @@ pub fn scan_sku_ranges<'k>(
                 *reader = Some((file.clone(), open(&file)?));
             }
             let connection = &reader.as_ref().expect("opened above").1;
-            let mut scan = connection.prepare(SKU_RANGE)?;
+            let mut scan = connection.prepare_cached(&SKU_RANGE)?;
             let mut scanned = 0;
             for run in runs {
                 let limit = limit(run);
@@ -131,7 +137,7 @@ mod tests {
         crate::db::run_migrations(&mut conn).unwrap();
         let plan: Vec<String> = open(path)
             .unwrap()
-            .prepare(&format!("EXPLAIN QUERY PLAN {SKU_RANGE}"))
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", *SKU_RANGE))
             .unwrap()
             .query_map(("1", "A", "B", 10), |row| row.get::<_, String>(3))
             .unwrap()

@@ -79,9 +79,10 @@ impl StockRow {
     }
 }
 
-/// The stored fields; rows name their key by its index among those looked up, so the keys'
-/// text is not read back.
-const STOCK_COLUMNS: &str = "p.id, p.qty, p.corrected_qty, p.reserved_qty, p.inventory_id, \
+/// The stored fields of a position `p`, in [`Stock`]'s order. The diesel reads name a row's
+/// key by its index among those looked up, so the keys' text is not read back.
+pub(super) const STOCK_COLUMNS: &str =
+    "p.id, p.qty, p.corrected_qty, p.reserved_qty, p.inventory_id, \
     p.reference, p.inventory_type, p.status, p.attributes, p.extra";
 
 struct KeyRow<'a> {
