@@ -217,21 +217,10 @@ fn read<T>(
         found.truncate(limit);
         Ok(true)
     };
-    match conn {
-        DbConnection::Sqlite(c) => {
-            for chunk in query.load_iter::<(i32, String), DefaultLoadingMode>(c)? {
-                let (first_seq, body) = chunk?;
-                if !visit(first_seq, &body)? {
-                    break;
-                }
-            }
-        }
-        DbConnection::Pg(c) => {
-            for (first_seq, body) in query.load::<(i32, String)>(c)? {
-                if !visit(first_seq, &body)? {
-                    break;
-                }
-            }
+    for chunk in query.load_iter::<(i32, String), DefaultLoadingMode>(conn)? {
+        let (first_seq, body) = chunk?;
+        if !visit(first_seq, &body)? {
+            break;
         }
     }
     Ok(found.into_iter().map(|(_, t)| t).collect())
